@@ -1,0 +1,8 @@
+"""mmkeras: multimodal deep learning with Keras and TensorFlow."""
+
+from mmkeras.data import build_preprocessor, check_spec, make_dataset
+from mmkeras.errors import BadRecordError, SpecError
+from mmkeras.preprocessing import Preprocessor, load_preprocessor
+from mmkeras.spec import Spec
+
+__version__ = "0.1.0"

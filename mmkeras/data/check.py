@@ -1,0 +1,173 @@
+"""The bad-record check: every row read and decoded once before training.
+
+It uses the same decoders as the pipeline, so a row that passes cannot fail
+halfway through an epoch, and a row that fails is named with its manifest,
+line, column and reason.
+"""
+
+import concurrent.futures
+import dataclasses
+import math
+import os
+
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from mmkeras.data.manifest import BadValue
+from mmkeras.data.splits import open_split
+from mmkeras.preprocessing.preprocessor import feature_preprocessor
+from mmkeras.preprocessing.target import sorted_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class BadRecord:
+    """One unusable value: where it is, which column, and why."""
+
+    location: str
+    column: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.location} column `{self.column}`: {self.reason}"
+
+
+def _first_line(error):
+    message = getattr(error, "message", None) or str(error)
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+class _Checker:
+    """Checks the values of one split against one spec."""
+
+    def __init__(self, spec, labels):
+        self.spec = spec
+        self.labels = set(labels) if labels is not None else None
+        self.image_decoders = {
+            f.name: tf.function(
+                feature_preprocessor(f, spec).decode_one,
+                input_signature=[tf.TensorSpec([], tf.string)],
+            )
+            for f in spec.data.features
+            if f.modality == "image"
+        }
+
+    def check_row(self, source, index):
+        problems = []
+        for feature in self.spec.data.features:
+            try:
+                value = source.fetch(index, feature)
+                reason = getattr(self, f"_check_{feature.modality}")(feature, value)
+            except BadValue as error:
+                reason = str(error)
+            if reason:
+                problems.append((feature.column, reason))
+        target = self.spec.data.target
+        if target is not None:
+            reason = self._check_target(target, source.column(target.column)[index])
+            if reason:
+                problems.append((target.column, reason))
+        location = source.location(index)
+        return [BadRecord(location, column, reason) for column, reason in problems]
+
+    def _check_text(self, feature, value):
+        # Bytes that are not UTF-8 were kept as lone surrogates when read.
+        if any("\udc80" <= c <= "\udcff" for c in value):
+            return "text is not valid UTF-8"
+        if not value.strip():
+            return "empty text"
+        return None
+
+    def _check_image(self, feature, data):
+        if not data:
+            return "zero-byte file"
+        try:
+            self.image_decoders[feature.name](tf.constant(data))
+        except tf.errors.InvalidArgumentError as error:
+            message = _first_line(error)
+            if "Unknown image file format" in message:
+                return "not a JPEG, PNG, GIF or BMP image"
+            return f"cannot be decoded as an image (truncated or corrupt): {message}"
+        return None
+
+    def _check_audio(self, feature, data):
+        if not data:
+            return "zero-byte file"
+        try:
+            _, rate = tf.audio.decode_wav(data)
+        except tf.errors.InvalidArgumentError as error:
+            return f"not a 16-bit PCM WAV file: {_first_line(error)}"
+        if int(rate) != feature.sample_rate:
+            return (
+                f"sample rate {int(rate)} Hz, but the spec expects "
+                f"{feature.sample_rate} Hz; resample the file or change "
+                "`sample_rate`"
+            )
+        return None
+
+    def _check_target(self, target, value):
+        if not value.strip():
+            return "missing label"
+        if target.type == "numeric":
+            try:
+                number = float(value)
+            except ValueError:
+                return f"target `{value}` is not a number"
+            return None if math.isfinite(number) else f"target `{value}` is not finite"
+        values = [v.strip() for v in value.split(target.sep)] if target.type == "multilabel" else [value]
+        unknown = [v for v in values if v and self.labels is not None and v not in self.labels]
+        if unknown:
+            known = ", ".join(sorted(self.labels)[:20])
+            return f"unknown label `{unknown[0]}` (the training labels are: {known})"
+        return None
+
+
+def training_labels(spec):
+    """The label set that other splits' labels must come from, or None."""
+    target = spec.data.target
+    if target is None or target.type == "numeric":
+        return None
+    if target.labels is not None:
+        return target.labels
+    values = open_split(spec, "train").column(target.column)
+    if target.type == "multilabel":
+        values = [v.strip() for value in values for v in value.split(target.sep)]
+    return sorted_labels(v for v in values if v.strip())
+
+
+def check_split(spec, split, checker=None, progress=True):
+    """Reads and decodes every row of `split`; returns the list of BadRecords."""
+    source = open_split(spec, split)
+    checker = checker or _Checker(spec, training_labels(spec))
+    workers = min(16, 2 * (os.cpu_count() or 1))
+    bad = []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = pool.map(lambda i: checker.check_row(source, i), range(len(source)))
+        for records in tqdm(
+            results,
+            total=len(source),
+            desc=f"checking {split}",
+            unit="row",
+            disable=not progress,
+            leave=False,
+        ):
+            bad.extend(records)
+    return bad
+
+
+def available_splits(spec):
+    data = spec.data
+    splits = ["train"]
+    if data.validation or data.validation_split:
+        splits.append("validation")
+    if data.test:
+        splits.append("test")
+    return splits
+
+
+def check_spec(spec, progress=True):
+    """Checks every split the spec names; returns {split: [BadRecord, ...]}."""
+    checker = _Checker(spec, training_labels(spec))
+    return {
+        split: check_split(spec, split, checker=checker, progress=progress)
+        for split in available_splits(spec)
+    }

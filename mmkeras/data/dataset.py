@@ -1,0 +1,154 @@
+"""`make_dataset`: a spec and a split to a batched, prefetched tf.data pipeline."""
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from mmkeras.data.check import check_split
+from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.data.splits import open_split
+from mmkeras.errors import BadRecordError
+from mmkeras.preprocessing.preprocessor import Preprocessor
+
+logger = logging.getLogger("mmkeras")
+
+_bad_rows_cache = {}
+
+
+def _cache_key(spec, split):
+    paths = [spec.resolve(p) for p in (spec.data.train, spec.data.validation, spec.data.test) if p]
+    stamps = [os.path.getmtime(p) if os.path.exists(p) else None for p in paths]
+    return json.dumps([spec.to_dict(), spec.base_dir, split, stamps], default=str)
+
+
+def bad_rows(spec, split, progress=True):
+    """The keys of the bad rows of `split`, checked once per spec and manifest.
+
+    Raises BadRecordError listing every bad row when the spec says
+    `on_bad_record: error`; with `skip` it logs how many rows and which.
+    """
+    key = _cache_key(spec, split)
+    if key not in _bad_rows_cache:
+        _bad_rows_cache[key] = check_split(spec, split, progress=progress)
+    records = _bad_rows_cache[key]
+    if records and spec.data.on_bad_record == "error":
+        raise BadRecordError(records)
+    if records:
+        locations = sorted({record.location for record in records})
+        logger.warning(
+            "Skipping %d bad row(s) of the %s split: %s%s",
+            len(locations),
+            split,
+            ", ".join(locations[:10]),
+            " ..." if len(locations) > 10 else "",
+        )
+    return frozenset(record.location for record in records)
+
+
+def build_preprocessor(spec, progress=True):
+    """A preprocessor whose vocabularies and labels are learned on `train`."""
+    preprocessor = Preprocessor.from_spec(spec)
+    source = open_split(spec, "train")
+    exclude = bad_rows(spec, "train", progress=progress)
+    keep = [i for i in range(len(source)) if source.location(i) not in exclude]
+    texts = {
+        f.name: [source.column(f.column)[i] for i in keep]
+        for f in spec.data.features
+        if f.modality == "text" and not f.tokenizer
+    }
+    targets = None
+    if spec.data.target is not None:
+        column = source.column(spec.data.target.column)
+        targets = [column[i] for i in keep]
+    preprocessor.adapt(texts=texts, targets=targets)
+    return preprocessor
+
+
+def make_dataset(
+    spec,
+    split,
+    input_context=None,
+    training=False,
+    preprocessor=None,
+    batch_size=None,
+    check=True,
+):
+    """Builds the input pipeline for one split.
+
+    Rows are sharded for this input pipeline, shuffled (seeded) while they are
+    still paths, read and decoded in parallel, optionally cached as decoded
+    tensors, batched per replica, augmented (training only) and prefetched.
+
+    Args:
+        spec: Spec. The data description.
+        split: str. "train", "validation" or "test".
+        input_context: tf.distribute.InputContext or None. Shards the rows and
+            turns the global batch size into a per-replica one.
+        training: bool. Shuffle, full batches only, and augmentation.
+        preprocessor: Preprocessor or None. Adapted on the training split;
+            built with `build_preprocessor` when left out.
+        batch_size: int or None. Global batch size; `spec.data.batch_size`
+            when left out.
+        check: bool. Run the bad-record check first (once per manifest), so
+            no bad row can fail an epoch halfway.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, target)` (or `inputs` when the spec
+        has no target), `inputs` a dict keyed by feature name.
+    """
+    data = spec.data
+    if preprocessor is None:
+        preprocessor = build_preprocessor(spec)
+    source = open_split(spec, split)
+    exclude = bad_rows(spec, split) if check else frozenset()
+    batch_size = batch_size or data.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    has_target = data.target is not None
+    seed = data.seed + (input_context.input_pipeline_id if input_context else 0)
+
+    dataset = source.rows(exclude=exclude, input_context=input_context)
+    shuffle_decoded = training and data.cache
+    if training and not data.cache:
+        dataset = dataset.shuffle(data.shuffle_buffer, seed=seed)
+
+    def load_and_preprocess(row):
+        row = source.load(row)
+        inputs = preprocessor(row)
+        if has_target:
+            return inputs, preprocessor.target(row[TARGET_KEY])
+        return inputs
+
+    dataset = dataset.map(load_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    if data.cache:
+        dataset = dataset.cache("" if data.cache == "memory" else spec.resolve(data.cache))
+    if shuffle_decoded:
+        dataset = dataset.shuffle(data.shuffle_buffer, seed=seed)
+    dataset = dataset.batch(
+        batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    if training and preprocessor.augmenters:
+        if has_target:
+            dataset = dataset.map(
+                lambda inputs, target: (preprocessor.augment(inputs), target),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            dataset = dataset.map(preprocessor.augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def make_distributed_dataset(strategy, spec, split, preprocessor, training=False, **kwargs):
+    """`make_dataset` once per input pipeline of `strategy`, with its input context."""
+    return strategy.distribute_datasets_from_function(
+        lambda input_context: make_dataset(
+            spec,
+            split,
+            input_context=input_context,
+            training=training,
+            preprocessor=preprocessor,
+            **kwargs,
+        )
+    )

@@ -1,0 +1,217 @@
+"""CSV and JSONL manifests: one row per example, files referenced by path."""
+
+import csv
+import dataclasses
+import difflib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mmkeras.errors import SpecError
+
+TARGET_KEY = "__target__"
+FILE_MODALITIES = ("image", "audio")
+
+
+class BadValue(ValueError):
+    """One value of one row cannot be used; the message is the reason."""
+
+
+def _read_csv(path):
+    # surrogateescape keeps bytes that are not UTF-8, so the data check can
+    # name the row holding them instead of the whole file failing to open.
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows, lines = [], []
+        for row in reader:
+            rows.append({key: value for key, value in row.items() if key is not None})
+            lines.append(reader.line_num)
+    return header, rows, lines
+
+
+def _read_jsonl(path):
+    rows, lines, header = [], [], {}
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            text = raw.decode("utf-8", errors="surrogateescape").strip()
+            if not text:
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise SpecError(
+                    f"{path}:{number}: not a JSON object ({error.msg}). "
+                    "Each line of a .jsonl manifest must be one JSON object."
+                ) from None
+            if not isinstance(row, dict):
+                raise SpecError(f"{path}:{number}: expected a JSON object per line.")
+            header.update(dict.fromkeys(row))
+            rows.append(row)
+            lines.append(number)
+    return list(header), rows, lines
+
+
+def _as_text(value):
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "|".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclasses.dataclass
+class Manifest:
+    """The rows of a CSV or JSONL manifest that a spec uses.
+
+    Args:
+        path: str. The manifest file.
+        columns: dict. Column name to its values, one string per row; file
+            paths are already resolved against the manifest's folder.
+        lines: list. The line in the file where each row starts.
+        file_columns: tuple. The columns that hold file paths.
+    """
+
+    path: str
+    columns: dict
+    lines: list
+    file_columns: tuple = ()
+
+    def __len__(self):
+        return len(self.lines)
+
+    def location(self, index):
+        return f"{self.path}:{self.lines[index]}"
+
+    def subset(self, indices):
+        return dataclasses.replace(
+            self,
+            columns={k: [v[i] for i in indices] for k, v in self.columns.items()},
+            lines=[self.lines[i] for i in indices],
+        )
+
+    def tensors(self, names):
+        """Column values as UTF-8 bytes (invalid UTF-8 kept byte for byte)."""
+        return {
+            name: np.array(
+                [v.encode("utf-8", "surrogateescape") for v in self.columns[column]],
+                dtype=object,
+            )
+            for name, column in names.items()
+        }
+
+
+def read_manifest(path, spec):
+    """Reads the columns that `spec` needs from a CSV or JSONL manifest."""
+    if not os.path.exists(path):
+        raise SpecError(f"manifest {path} does not exist. Check the path in the spec.")
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".csv":
+        header, rows, lines = _read_csv(path)
+    elif extension in (".jsonl", ".json"):
+        header, rows, lines = _read_jsonl(path)
+    else:
+        raise SpecError(
+            f"{path}: unknown manifest type `{extension}`; use .csv, .jsonl, "
+            "or a TFRecord glob ending in .tfrecord."
+        )
+    data = spec.data
+    wanted = {f.column: f"data.features[{f.name}].column" for f in data.features}
+    if data.target is not None:
+        wanted[data.target.column] = "data.target.column"
+    for column, field in wanted.items():
+        if column not in header:
+            close = difflib.get_close_matches(column, header, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise SpecError(
+                f"{field}: column `{column}` is not in {path}.{hint} "
+                f"Its columns are: {', '.join(map(str, header)) or '(none)'}."
+            )
+    if not rows:
+        raise SpecError(f"{path} has no rows; a manifest needs at least one example.")
+    folder = os.path.dirname(os.path.abspath(path))
+    file_columns = tuple(f.column for f in data.features if f.modality in FILE_MODALITIES)
+    columns = {}
+    for column in wanted:
+        values = [_as_text(row.get(column)) for row in rows]
+        if column in file_columns:
+            values = [os.path.join(folder, v) if v else "" for v in values]
+        columns[column] = values
+    return Manifest(path=path, columns=columns, lines=lines, file_columns=file_columns)
+
+
+def split_indices(labels, fraction, seed, stratify):
+    """Seeded train/validation split of row indices, per label if `stratify`."""
+    rng = np.random.RandomState(seed)
+    groups = {}
+    for index, label in enumerate(labels if stratify else [""] * len(labels)):
+        groups.setdefault(label, []).append(index)
+    held_out = []
+    for label in sorted(groups):
+        members = np.array(groups[label])
+        rng.shuffle(members)
+        count = int(round(fraction * len(members)))
+        held_out.extend(members[:count].tolist())
+    held_out_set = set(held_out)
+    kept = [i for i in range(len(labels)) if i not in held_out_set]
+    return kept, sorted(held_out)
+
+
+class ManifestSource:
+    """Reads one split from a manifest: paths and text in, file bytes out.
+
+    Rows stay light (paths and short strings) until `load` reads the files,
+    so sharding and shuffling happen before any file is opened.
+    """
+
+    def __init__(self, manifest, spec):
+        self.manifest = manifest
+        self.spec = spec
+        self.name = manifest.path
+
+    def __len__(self):
+        return len(self.manifest)
+
+    def column(self, column):
+        return self.manifest.columns[column]
+
+    def location(self, index):
+        return self.manifest.location(index)
+
+    def fetch(self, index, feature):
+        """The raw value of one row's feature: text, or the file's bytes."""
+        value = self.manifest.columns[feature.column][index]
+        if feature.modality not in FILE_MODALITIES:
+            return value
+        if not value:
+            raise BadValue("no file path given")
+        if not os.path.isfile(value):
+            raise BadValue(f"missing file {value}")
+        with open(value, "rb") as f:
+            return f.read()
+
+    def rows(self, exclude=(), input_context=None):
+        """A dataset of light rows (text and paths), this pipeline's shard."""
+        data = self.spec.data
+        names = {f.name: f.column for f in data.features}
+        if data.target is not None:
+            names[TARGET_KEY] = data.target.column
+        kept = [i for i in range(len(self)) if self.location(i) not in exclude]
+        dataset = tf.data.Dataset.from_tensor_slices(
+            self.manifest.subset(kept).tensors(names)
+        )
+        if input_context:
+            dataset = dataset.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
+        return dataset
+
+    def load(self, row):
+        """Reads the files behind a light row, in the tf.data graph."""
+        row = dict(row)
+        for feature in self.spec.data.features:
+            if feature.modality in FILE_MODALITIES:
+                row[feature.name] = tf.io.read_file(row[feature.name])
+        return row

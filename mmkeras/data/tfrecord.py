@@ -1,0 +1,152 @@
+"""Sharded TFRecords holding each row's raw bytes, for sequential reads.
+
+A record stores every feature as bytes (the text as UTF-8, an image or WAV
+file as its encoded bytes), the raw target, and `__key__`: the manifest and
+line the row came from, so errors still name the original row.
+"""
+
+import glob
+import os
+
+import tensorflow as tf
+
+from mmkeras.data.manifest import TARGET_KEY, BadValue
+from mmkeras.errors import SpecError
+
+KEY = "__key__"
+
+
+def _bytes_feature(value):
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def write_tfrecords(source, spec, output_prefix, num_shards=8, exclude=(), progress=None):
+    """Writes the rows of `source` to `num_shards` TFRecord files.
+
+    Args:
+        source: a split source (see `mmkeras.data.open_split`).
+        spec: Spec. Names the features and the target.
+        output_prefix: str. Files are `{output_prefix}-00000-of-00008.tfrecord`.
+        num_shards: int. Rows are dealt round-robin so shards are equal.
+        exclude: set. Keys (manifest:line) of rows to leave out.
+        progress: callable or None. Called with 1 after each row.
+
+    Returns:
+        The glob that matches the written files, to put in a spec.
+    """
+    data = spec.data
+    folder = os.path.dirname(os.path.abspath(output_prefix))
+    os.makedirs(folder, exist_ok=True)
+    paths = [
+        f"{output_prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+        for shard in range(num_shards)
+    ]
+    writers = [tf.io.TFRecordWriter(path) for path in paths]
+    written = 0
+    try:
+        for index in range(len(source)):
+            key = source.location(index)
+            if key in exclude:
+                continue
+            features = {KEY: _bytes_feature(key)}
+            for feature in data.features:
+                try:
+                    features[feature.name] = _bytes_feature(source.fetch(index, feature))
+                except BadValue as error:
+                    raise BadValue(f"{key} column {feature.column}: {error}") from None
+            if data.target is not None:
+                features[TARGET_KEY] = _bytes_feature(source.column(data.target.column)[index])
+            example = tf.train.Example(features=tf.train.Features(feature=features))
+            writers[written % num_shards].write(example.SerializeToString())
+            written += 1
+            if progress:
+                progress(1)
+    finally:
+        for writer in writers:
+            writer.close()
+    return f"{output_prefix}-*-of-{num_shards:05d}.tfrecord"
+
+
+class TFRecordSource:
+    """Reads one split from TFRecords written by `write_tfrecords`."""
+
+    def __init__(self, pattern, spec):
+        self.pattern = pattern
+        self.spec = spec
+        self.name = pattern
+        self.files = sorted(glob.glob(pattern))
+        if not self.files:
+            raise SpecError(
+                f"no TFRecord files match {pattern}. Write them with "
+                "`mmkeras data to-tfrecord SPEC`."
+            )
+        names = [f.name for f in spec.data.features] + [KEY]
+        if spec.data.target is not None:
+            names.append(TARGET_KEY)
+        self._schema = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
+        self._records = None
+
+    def _all_records(self):
+        # Python-side passes (vocabulary, labels, the data check) need the
+        # values in memory once; training reads the files through tf.data.
+        if self._records is None:
+            dataset = tf.data.TFRecordDataset(self.files).map(self._parse)
+            self._records = [
+                {name: value.numpy() for name, value in record.items()}
+                for record in dataset
+            ]
+        return self._records
+
+    def _parse(self, serialized):
+        return tf.io.parse_single_example(serialized, self._schema)
+
+    def __len__(self):
+        return len(self._all_records())
+
+    def column(self, column):
+        data = self.spec.data
+        name = TARGET_KEY if data.target and column == data.target.column else next(
+            f.name for f in data.features if f.column == column
+        )
+        return [
+            record[name].decode("utf-8", "surrogateescape")
+            for record in self._all_records()
+        ]
+
+    def location(self, index):
+        return self._all_records()[index][KEY].decode("utf-8", "surrogateescape")
+
+    def fetch(self, index, feature):
+        value = self._all_records()[index][feature.name]
+        if feature.modality == "text":
+            return value.decode("utf-8", "surrogateescape")
+        return value
+
+    def rows(self, exclude=(), input_context=None):
+        files = tf.data.Dataset.from_tensor_slices(self.files)
+        if input_context and len(self.files) >= input_context.num_input_pipelines:
+            files = files.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
+            input_context = None
+        dataset = files.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(len(self.files), 8),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        ).map(self._parse, num_parallel_calls=tf.data.AUTOTUNE)
+        if input_context:
+            dataset = dataset.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
+        if exclude:
+            bad = tf.constant(sorted(exclude))
+            dataset = dataset.filter(
+                lambda row: tf.logical_not(tf.reduce_any(tf.equal(row[KEY], bad)))
+            )
+        return dataset
+
+    def load(self, row):
+        return row

@@ -1,0 +1,63 @@
+"""Helpers the dataset builders share: where the data is, and writing files."""
+
+import csv
+import os
+import wave
+
+import numpy as np
+
+from mmkeras.errors import SpecError
+
+DATA_ENV = "MMKERAS_DATA"
+
+
+def data_root(data_root=None):
+    """The folder with the real datasets: `data_root`, else $MMKERAS_DATA."""
+    root = data_root or os.environ.get(DATA_ENV)
+    if not root:
+        raise SpecError(
+            f"no data folder given: pass `data_root=` or set {DATA_ENV} to the "
+            "folder holding fsdd/, mnist/ and emoji/."
+        )
+    if not os.path.isdir(root):
+        raise SpecError(f"{DATA_ENV}={root} is not a folder.")
+    return os.path.abspath(root)
+
+
+def write_csv(path, rows, columns):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_wav(path):
+    """A 16-bit PCM WAV as (int16 samples, sample rate)."""
+    with wave.open(path, "rb") as f:
+        frames = f.readframes(f.getnframes())
+        return np.frombuffer(frames, dtype="<i2").reshape(-1, f.getnchannels()), f.getframerate()
+
+
+def write_wav(path, samples, sample_rate):
+    """Writes float samples in [-1, 1] (or int16) as 16-bit mono PCM."""
+    samples = np.asarray(samples)
+    if samples.dtype != np.int16:
+        samples = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with wave.open(path, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(samples.tobytes())
+
+
+def write_spec(path, data):
+    """Writes a spec with the given `data:` section and loads it back."""
+    import yaml
+
+    from mmkeras.spec import Spec
+
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"data": data}, f, sort_keys=False)
+    return Spec.from_yaml(path)

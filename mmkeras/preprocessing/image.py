@@ -1,0 +1,215 @@
+"""Image preprocessing: encoded bytes to a float tensor of a fixed size."""
+
+import keras
+import tensorflow as tf
+
+from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
+
+# libjpeg can decode a JPEG at 1/2, 1/4 or 1/8 of its size by skipping the
+# high DCT frequencies, several times faster than decoding it whole and
+# resizing. The largest factor that still leaves at least the output size is
+# used, so quality is what a bilinear antialiased resize from there gives.
+_JPEG_DCT_RATIOS = (1, 2, 4, 8)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ImagePreprocessor(PreprocessingLayer):
+    """Decodes JPEG, PNG, GIF or BMP bytes and resizes them to `size`.
+
+    Transparent pixels are composited over white (what a viewer shows), the
+    result is converted to `channels`, resized with antialiasing (or fitted and
+    padded when `keep_aspect_ratio`), and scaled from [0, 255] into
+    `value_range`. Only core TensorFlow ops are used, so the layer can run
+    inside a TF Serving graph.
+
+    Args:
+        size: (int, int). Output height and width.
+        channels: int. 1, 3 or 4.
+        keep_aspect_ratio: bool. Pad instead of stretching.
+        value_range: (float, float). Range of the output values.
+
+    Example:
+
+    >>> image = ImagePreprocessor(size=(32, 32))
+    >>> image(tf.io.read_file("photo.jpg")).shape
+    TensorShape([32, 32, 3])
+    """
+
+    def __init__(
+        self,
+        size=(128, 128),
+        channels=3,
+        keep_aspect_ratio=False,
+        value_range=(0.0, 1.0),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.size = tuple(size)
+        self.channels = channels
+        self.keep_aspect_ratio = keep_aspect_ratio
+        self.value_range = tuple(value_range)
+
+    def call_batched(self, inputs):
+        height, width = self.size
+        return tf.map_fn(
+            self.decode_one,
+            inputs,
+            fn_output_signature=tf.TensorSpec((height, width, self.channels), tf.float32),
+        )
+
+    def decode_one(self, data):
+        """Decodes one encoded image; `call` maps this over a batch."""
+        image = tf.cond(
+            tf.io.is_jpeg(data),
+            lambda: self._decode_jpeg(data),
+            lambda: tf.io.decode_image(data, expand_animations=False),
+        )
+        image = self._to_channels(tf.cast(image, tf.float32))
+        image = self._resize(image)
+        low, high = self.value_range
+        return image * ((high - low) / 255.0) + low
+
+    def _decode_jpeg(self, data):
+        shape = tf.image.extract_jpeg_shape(data)
+        height, width = self.size
+        # Index of the largest DCT ratio that keeps both sides >= the target.
+        fits = [
+            tf.logical_and(shape[0] // ratio >= height, shape[1] // ratio >= width)
+            for ratio in _JPEG_DCT_RATIOS
+        ]
+        index = tf.reduce_sum(tf.cast(tf.stack(fits[1:]), tf.int32))
+        channels = 1 if self.channels == 1 else 3
+        return tf.switch_case(
+            index,
+            [
+                lambda ratio=ratio: tf.image.decode_jpeg(
+                    data, channels=channels, ratio=ratio
+                )
+                for ratio in _JPEG_DCT_RATIOS
+            ],
+        )
+
+    def _to_channels(self, image):
+        """Converts 1-4 decoded channels to `self.channels`, flattening alpha."""
+        native = tf.shape(image)[-1]
+        has_alpha = tf.equal(native % 2, 0)
+        alpha = tf.cond(
+            has_alpha,
+            lambda: image[..., -1:] / 255.0,
+            lambda: tf.ones_like(image[..., :1]),
+        )
+        color = tf.cond(has_alpha, lambda: image[..., :-1], lambda: image)
+        if self.channels != 4:
+            color = color * alpha + 255.0 * (1.0 - alpha)
+        if self.channels == 1:
+            color = tf.cond(
+                tf.shape(color)[-1] == 3,
+                lambda: tf.image.rgb_to_grayscale(color),
+                lambda: color,
+            )
+            color.set_shape([None, None, 1])
+            return color
+        color = tf.cond(
+            tf.shape(color)[-1] == 1,
+            lambda: tf.image.grayscale_to_rgb(color),
+            lambda: color,
+        )
+        color.set_shape([None, None, 3])
+        if self.channels == 4:
+            return tf.concat([color, alpha * 255.0], axis=-1)
+        return color
+
+    def _resize(self, image):
+        height, width = self.size
+        if self.keep_aspect_ratio:
+            return tf.image.resize_with_pad(image, height, width, antialias=True)
+        same_size = tf.reduce_all(tf.shape(image)[:2] == [height, width])
+        resized = tf.cond(
+            same_size,
+            lambda: image,
+            lambda: tf.image.resize(image, (height, width), antialias=True),
+        )
+        return tf.ensure_shape(resized, (height, width, self.channels))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "size": list(self.size),
+                "channels": self.channels,
+                "keep_aspect_ratio": self.keep_aspect_ratio,
+                "value_range": list(self.value_range),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ImageAugmenter(keras.layers.Layer):
+    """Random flips, rotations, zooms and contrast changes for training.
+
+    Runs on batches in the tf.data pipeline after `batch()`, where the
+    transforms are vectorized; `make_dataset` applies it to training data only.
+
+    Args:
+        flip: str or None. "horizontal", "vertical" or "horizontal_and_vertical".
+        rotation: float. Maximum rotation as a fraction of a full turn.
+        zoom: float. Maximum zoom in or out as a fraction of the size.
+        contrast: float. Maximum contrast change factor.
+        value_range: (float, float). The range the images are in.
+        seed: int or None. Seed of the random transforms.
+    """
+
+    def __init__(
+        self,
+        flip=None,
+        rotation=0.0,
+        zoom=0.0,
+        contrast=0.0,
+        value_range=(0.0, 1.0),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.flip = flip
+        self.rotation = rotation
+        self.zoom = zoom
+        self.contrast = contrast
+        self.value_range = tuple(value_range)
+        self.seed = seed
+        self.transforms = []
+        if flip:
+            self.transforms.append(keras.layers.RandomFlip(flip, seed=seed))
+        if rotation:
+            self.transforms.append(
+                keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed)
+            )
+        if zoom:
+            self.transforms.append(
+                keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed)
+            )
+        if contrast:
+            self.transforms.append(
+                keras.layers.RandomContrast(
+                    contrast, value_range=self.value_range, seed=seed
+                )
+            )
+
+    def call(self, images, training=True):
+        for transform in self.transforms:
+            images = transform(images, training=training)
+        return images
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "flip": self.flip,
+                "rotation": self.rotation,
+                "zoom": self.zoom,
+                "contrast": self.contrast,
+                "value_range": list(self.value_range),
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,32 @@
+"""Base class for layers that run TensorFlow ops on raw strings and bytes."""
+
+import keras
+import tensorflow as tf
+
+
+class PreprocessingLayer(keras.layers.Layer):
+    """A layer that takes raw `tf.string` tensors and returns numeric tensors.
+
+    Inputs are left as TensorFlow tensors (Keras would otherwise try to convert
+    strings to backend tensors), the layer has no weights to build, and it
+    always runs on the CPU: decoding belongs to the host, not to a replica.
+    Subclasses implement `call_batched` on a batch; unbatched inputs are given
+    a batch dimension and have it removed again, so direct calls, `ds.map`
+    before `batch()` and `ds.map` after `batch()` all run the same ops.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.built = True
+
+    def call(self, inputs):
+        inputs = tf.convert_to_tensor(inputs)
+        with tf.device("cpu"):
+            if inputs.shape.rank == 0:
+                return tf.squeeze(self.call_batched(inputs[tf.newaxis]), axis=0)
+            return self.call_batched(inputs)
+
+    def call_batched(self, inputs):
+        raise NotImplementedError

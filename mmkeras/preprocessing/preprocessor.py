@@ -1,0 +1,171 @@
+"""The composite preprocessor: a raw row (strings, bytes) to model inputs."""
+
+import json
+import os
+
+import keras
+
+from mmkeras.preprocessing.audio import AudioPreprocessor
+from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
+from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
+from mmkeras.preprocessing.target import TargetEncoder
+from mmkeras.preprocessing.text import TextPreprocessor
+
+
+def feature_preprocessor(feature, spec):
+    """The preprocessing layer for one feature of a spec."""
+    if feature.modality == "text":
+        return TextPreprocessor(
+            sequence_length=feature.sequence_length,
+            max_tokens=feature.max_tokens,
+            standardize=feature.standardize,
+            tokenizer_preset=spec.resolve(feature.tokenizer),
+            name=f"{feature.name}_text",
+        )
+    if feature.modality == "image":
+        return ImagePreprocessor(
+            size=feature.size,
+            channels=feature.channels,
+            keep_aspect_ratio=feature.keep_aspect_ratio,
+            value_range=feature.value_range,
+            name=f"{feature.name}_image",
+        )
+    return AudioPreprocessor(
+        sample_rate=feature.sample_rate,
+        duration_s=feature.duration_s,
+        frame_length_ms=feature.frame_length_ms,
+        frame_step_ms=feature.frame_step_ms,
+        num_mel_bins=feature.num_mel_bins,
+        min_hz=feature.min_hz,
+        max_hz=feature.max_hz,
+        name=f"{feature.name}_audio",
+    )
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class Preprocessor(PreprocessingLayer):
+    """Maps a raw row to the model's input dict, with TensorFlow ops only.
+
+    Called on a dict of `tf.string` tensors keyed by feature name (text, or the
+    encoded bytes of an image or WAV file), batched or not, it returns a dict
+    of numeric tensors under the same names. The same object runs in the
+    tf.data pipeline during training and inside the exported serving graph,
+    so what the model sees in production is what it saw in training.
+
+    Args:
+        features: dict. Feature name to its preprocessing layer.
+        target: TargetEncoder or None. Encodes the raw target.
+        augmenters: dict. Image feature name to its `ImageAugmenter`,
+            applied to training batches only (see `augment`).
+
+    Example:
+
+    >>> preprocessor = Preprocessor.from_spec(spec)
+    >>> preprocessor.adapt(texts={"caption": captions}, targets=labels)
+    >>> preprocessor({"caption": "a red car", "photo": jpeg_bytes})
+    """
+
+    def __init__(self, features, target=None, augmenters=None, **kwargs):
+        super().__init__(**kwargs)
+        self.features = dict(features)
+        self.target = target
+        self.augmenters = dict(augmenters or {})
+
+    @classmethod
+    def from_spec(cls, spec):
+        data = spec.data
+        features = {f.name: feature_preprocessor(f, spec) for f in data.features}
+        augmenters = {
+            f.name: ImageAugmenter(
+                flip=f.augment.flip,
+                rotation=f.augment.rotation,
+                zoom=f.augment.zoom,
+                contrast=f.augment.contrast,
+                value_range=f.value_range,
+                seed=data.seed,
+                name=f"{f.name}_augment",
+            )
+            for f in data.features
+            if f.modality == "image" and f.augment is not None and f.augment.enabled
+        }
+        target = None
+        if data.target is not None:
+            target = TargetEncoder(
+                type=data.target.type,
+                labels=data.target.labels,
+                sep=data.target.sep,
+                name="target",
+            )
+        return cls(features, target=target, augmenters=augmenters, name="preprocessor")
+
+    def adapt(self, texts=None, targets=None):
+        """Learns vocabularies and label sets from the training split.
+
+        Args:
+            texts: dict. Text feature name to an iterable of training strings.
+            targets: iterable or None. The training split's raw targets.
+        """
+        for name, values in (texts or {}).items():
+            self.features[name].adapt(values)
+        if self.target is not None and targets is not None:
+            self.target.adapt(targets)
+
+    def call(self, inputs):
+        missing = [name for name in self.features if name not in inputs]
+        if missing:
+            raise KeyError(
+                f"raw input is missing feature(s) {missing}; "
+                f"expected keys {sorted(self.features)}."
+            )
+        return {name: layer(inputs[name]) for name, layer in self.features.items()}
+
+    def augment(self, inputs):
+        """Applies the train-time image augmentation to a batch of model inputs."""
+        outputs = dict(inputs)
+        for name, augmenter in self.augmenters.items():
+            outputs[name] = augmenter(outputs[name], training=True)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "features": {
+                    name: keras.layers.serialize(layer)
+                    for name, layer in self.features.items()
+                },
+                "target": keras.layers.serialize(self.target) if self.target else None,
+                "augmenters": {
+                    name: keras.layers.serialize(layer)
+                    for name, layer in self.augmenters.items()
+                },
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["features"] = {
+            name: keras.layers.deserialize(layer)
+            for name, layer in config["features"].items()
+        }
+        if config.get("target"):
+            config["target"] = keras.layers.deserialize(config["target"])
+        config["augmenters"] = {
+            name: keras.layers.deserialize(layer)
+            for name, layer in config.get("augmenters", {}).items()
+        }
+        return cls(**config)
+
+    def save(self, path):
+        """Writes the preprocessor, vocabularies included, as one JSON file."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(keras.saving.serialize_keras_object(self), f)
+
+
+def load_preprocessor(path):
+    """Loads a preprocessor written by `Preprocessor.save`."""
+    with open(path, encoding="utf-8") as f:
+        return keras.saving.deserialize_keras_object(json.load(f), safe_mode=True)

@@ -1,0 +1,103 @@
+"""Text preprocessing: raw strings to padded token ids."""
+
+import keras
+import tensorflow as tf
+
+from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TextPreprocessor(PreprocessingLayer):
+    """Turns raw strings into `sequence_length` token ids, 0 being padding.
+
+    The vocabulary is either learned from the training split with `adapt`
+    (a `TextVectorization` vocabulary) or comes from a KerasHub tokenizer
+    loaded from a local preset folder, in which case the ids are wrapped in the
+    tokenizer's start and end tokens, as the matching backbone expects.
+
+    Args:
+        sequence_length: int. Length of the output id sequence.
+        max_tokens: int. Vocabulary size (including padding and OOV) when the
+            vocabulary is learned.
+        standardize: str or None. `TextVectorization` standardization.
+        vocabulary: list or None. A learned vocabulary without the padding
+            and OOV tokens; set by `adapt` and stored in the config.
+        tokenizer_preset: str or None. A local KerasHub preset folder.
+
+    Example:
+
+    >>> text = TextPreprocessor(sequence_length=4)
+    >>> text.adapt(["a cat", "a dog"])
+    >>> text("a cat").numpy()
+    array([2, 3, 0, 0], dtype=int32)
+    """
+
+    def __init__(
+        self,
+        sequence_length=64,
+        max_tokens=20000,
+        standardize="lower_and_strip_punctuation",
+        vocabulary=None,
+        tokenizer_preset=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sequence_length = sequence_length
+        self.max_tokens = max_tokens
+        self.standardize = standardize
+        self.vocabulary = list(vocabulary) if vocabulary is not None else None
+        self.tokenizer_preset = tokenizer_preset
+        if tokenizer_preset:
+            import keras_hub
+
+            self.tokenizer = keras_hub.models.Tokenizer.from_preset(
+                tokenizer_preset, _allow_python_workflow=False
+            )
+            self.packer = keras_hub.layers.StartEndPacker(
+                sequence_length=sequence_length,
+                start_value=self.tokenizer.start_token_id,
+                end_value=self.tokenizer.end_token_id,
+                pad_value=self.tokenizer.pad_token_id,
+                return_padding_mask=False,
+            )
+        else:
+            self.vectorizer = keras.layers.TextVectorization(
+                max_tokens=max_tokens,
+                standardize=standardize,
+                output_sequence_length=sequence_length,
+                vocabulary=self.vocabulary,
+            )
+
+    @property
+    def vocabulary_size(self):
+        if self.tokenizer_preset:
+            return self.tokenizer.vocabulary_size()
+        return self.vectorizer.vocabulary_size()
+
+    def adapt(self, texts):
+        """Learns the vocabulary from an iterable of strings or a string dataset."""
+        if self.tokenizer_preset:
+            return
+        self.vectorizer.adapt(texts)
+        self.vocabulary = [
+            str(token)
+            for token in self.vectorizer.get_vocabulary(include_special_tokens=False)
+        ]
+
+    def call_batched(self, inputs):
+        if self.tokenizer_preset:
+            return tf.cast(self.packer(self.tokenizer(inputs)), tf.int32)
+        return tf.cast(self.vectorizer(inputs), tf.int32)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sequence_length": self.sequence_length,
+                "max_tokens": self.max_tokens,
+                "standardize": self.standardize,
+                "vocabulary": self.vocabulary,
+                "tokenizer_preset": self.tokenizer_preset,
+            }
+        )
+        return config

@@ -1,0 +1,50 @@
+"""Install mmkeras: `pip install -e .` (add `[test]`, `[notebooks]` or `[bench]`)."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("mmkeras/__init__.py", encoding="utf-8") as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+with open("README.md", encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+# Pinned to the minor versions the test suite runs against.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-text>=2.21,<2.22",
+    "keras>=3.15,<3.16",
+    "keras-hub>=0.32,<0.33",
+    "tensorboard>=2.21,<2.22",
+    "numpy>=1.26",
+    "pillow>=10",
+    "pyyaml>=6",
+    "safetensors>=0.4",
+    "tqdm>=4.60",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
+    # The alternatives the benchmarks compare against.
+    "bench": ["torch==2.13.0", "librosa>=0.10", "soundfile>=0.12"],
+}
+
+setup(
+    name="mmkeras",
+    version=VERSION,
+    description="Multimodal deep learning with Keras and TensorFlow: text, image and audio in, TF Serving out.",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mmkeras", "mmkeras.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["mmkeras = mmkeras.cli:main"]},
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
