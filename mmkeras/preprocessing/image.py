@@ -7,7 +7,8 @@ from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 
 # libjpeg can decode a JPEG at 1/2, 1/4 or 1/8 of its size by skipping the
 # high DCT frequencies, several times faster than decoding it whole and
-# resizing. The largest factor that still leaves at least the output size is
+# resizing. INTEGER_ACCURATE is libjpeg's default (what Pillow decodes with);
+# TensorFlow's own default is the less exact INTEGER_FAST. The largest factor that still leaves at least the output size is
 # used, so quality is what a bilinear antialiased resize from there gives.
 _JPEG_DCT_RATIOS = (1, 2, 4, 8)
 
@@ -83,7 +84,7 @@ class ImagePreprocessor(PreprocessingLayer):
             index,
             [
                 lambda ratio=ratio: tf.image.decode_jpeg(
-                    data, channels=channels, ratio=ratio
+                    data, channels=channels, ratio=ratio, dct_method="INTEGER_ACCURATE"
                 )
                 for ratio in _JPEG_DCT_RATIOS
             ],

@@ -1,0 +1,54 @@
+"""Shared fixtures: the real data folder and small specs written to tmp_path."""
+
+import os
+
+import pytest
+import yaml
+
+from mmkeras.datasets import DATA_ENV
+from mmkeras.spec import Spec
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running; run with `pytest -m slow`")
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """The real data folder; CI fails instead of skipping when it is missing."""
+    root = os.environ.get(DATA_ENV) or os.path.join(REPO_ROOT, "..", "shared", "data")
+    if not os.path.isdir(os.path.join(root, "fsdd")):
+        message = f"real data not found at {root}; set {DATA_ENV}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return os.path.abspath(root)
+
+
+@pytest.fixture(scope="session")
+def fsdd_file(data_root):
+    return os.path.join(data_root, "fsdd", "recordings", "7_jackson_12.wav")
+
+
+@pytest.fixture(scope="session")
+def quickstart_spec(tmp_path_factory):
+    from mmkeras.datasets import build_quickstart
+
+    return build_quickstart(str(tmp_path_factory.mktemp("quickstart")), num_rows=80)
+
+
+@pytest.fixture(scope="session")
+def avmnist_spec(tmp_path_factory, data_root):
+    from mmkeras.datasets import build_avmnist
+
+    return build_avmnist(str(tmp_path_factory.mktemp("avmnist")), data_root_dir=data_root)
+
+
+def write_spec(folder, data):
+    """Writes `{data: ...}` as spec.yaml in `folder` and loads it."""
+    path = os.path.join(folder, "spec.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"data": data}, f)
+    return Spec.from_yaml(path)
