@@ -17,9 +17,9 @@ def _load_spec(path):
 def _summarize_batch(spec, preprocessor):
     from mmkeras.data import make_dataset
 
-    dataset = make_dataset(spec, "train", training=True, preprocessor=preprocessor, check=False)
+    dataset = make_dataset(spec, "train", preprocessor=preprocessor, check=False)
     inputs, target = next(iter(dataset))
-    print("One training batch:")
+    print("One batch of the training split:")
     for name, tensor in inputs.items():
         print(f"  {name:<12} {str(tuple(tensor.shape)):<20} {tensor.dtype.name}")
     print(f"  {'target':<12} {str(tuple(target.shape)):<20} {target.dtype.name}")

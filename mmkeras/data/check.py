@@ -9,6 +9,7 @@ import concurrent.futures
 import dataclasses
 import math
 import os
+import re
 
 import tensorflow as tf
 from tqdm.auto import tqdm
@@ -32,8 +33,13 @@ class BadRecord:
 
 
 def _first_line(error):
+    """The op's own words from a TensorFlow error, without graph noise."""
     message = getattr(error, "message", None) or str(error)
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    for line in message.splitlines():
+        line = re.sub(r"\{\{function_node [^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", line).strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "File ")):
+            return line
+    return type(error).__name__
 
 
 class _Checker:

@@ -1,0 +1,283 @@
+import collections
+import os
+import re
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_split, write_tfrecords
+from mmkeras.datasets import build_emoji
+from mmkeras.datasets.files import write_wav
+from mmkeras.errors import BadRecordError
+from tests.conftest import write_spec
+
+
+def _rows(dataset):
+    """Unbatches a (inputs, target) dataset into a list of numpy dicts."""
+    rows = []
+    for inputs, target in dataset.unbatch():
+        row = {name: value.numpy() for name, value in inputs.items()}
+        row["target"] = target.numpy()
+        rows.append(row)
+    return rows
+
+
+def test_avmnist_pipeline_shapes_and_labels(avmnist_spec, data_root):
+    preprocessor = build_preprocessor(avmnist_spec, progress=False)
+    inputs, target = next(iter(make_dataset(avmnist_spec, "train", training=True, preprocessor=preprocessor)))
+    assert inputs["image"].shape == (64, 28, 28, 1) and inputs["image"].dtype == tf.float32
+    assert inputs["audio"].shape == (64, 98, 40) and inputs["audio"].dtype == tf.float32
+    assert target.shape == (64,) and target.dtype == tf.int32
+    assert 0.0 <= float(tf.reduce_min(inputs["image"])) and float(tf.reduce_max(inputs["image"])) <= 1.0
+    assert preprocessor.target.labels == [str(d) for d in range(10)]
+
+
+def test_avmnist_every_label_matches_its_files(avmnist_spec, data_root):
+    with np.load(os.path.join(data_root, "mnist", "mnist.npz")) as mnist:
+        images = {"train": mnist["x_train"], "test": mnist["x_test"]}
+        labels = {"train": mnist["y_train"], "test": mnist["y_test"]}
+    for split, mnist_split in (("train", "train"), ("validation", "train"), ("test", "test")):
+        source = open_split(avmnist_spec, split)
+        manifest = source.manifest
+        for i in range(len(source)):
+            label = int(manifest.columns["label"][i])
+            digit, _, take = re.match(r"(\d)_([a-z]+)_(\d+)\.wav", os.path.basename(manifest.columns["audio"][i])).groups()
+            assert int(digit) == label
+            assert (int(take) < 5) == (split == "test"), "FSDD test takes 0-4 must stay out of training"
+        # The written PNGs are MNIST's pixels, with MNIST's label.
+        csv_rows = open(source.name).read().splitlines()[1:]
+        for line in csv_rows[:50]:
+            image, _, label, _, index = line.split(",")
+            assert labels[mnist_split][int(index)] == int(label)
+            png = np.asarray(Image.open(os.path.join(os.path.dirname(source.name), image)))
+            np.testing.assert_array_equal(png, images[mnist_split][int(index)])
+
+
+def test_validation_split_is_seeded_stratified_and_disjoint(avmnist_spec):
+    train = open_split(avmnist_spec, "train")
+    validation = open_split(avmnist_spec, "validation")
+    assert not set(train.manifest.lines) & set(validation.manifest.lines)
+    assert len(train) + len(validation) == 2700
+    counts = collections.Counter(validation.column("label"))
+    assert set(counts.values()) == {27}  # 10% of the 270 training rows of each digit
+    assert open_split(avmnist_spec, "validation").manifest.lines == validation.manifest.lines
+
+
+def test_evaluation_pipeline_keeps_order_and_values(quickstart_spec):
+    preprocessor = build_preprocessor(quickstart_spec, progress=False)
+    source = open_split(quickstart_spec, "validation")
+    rows = _rows(make_dataset(quickstart_spec, "validation", preprocessor=preprocessor, batch_size=7))
+    assert len(rows) == len(source)
+    for i in (0, len(rows) - 1):
+        raw = {f.name: source.fetch(i, f) for f in quickstart_spec.data.features}
+        expected = preprocessor(raw)
+        np.testing.assert_allclose(rows[i]["image"], expected["image"].numpy())
+        assert preprocessor.target.labels[rows[i]["target"]] == source.column("label")[i]
+
+
+def test_training_pipeline_is_seeded_shuffled_and_augmented(tmp_path, quickstart_spec):
+    data = quickstart_spec.to_dict()["data"]
+    data.update(train=quickstart_spec.resolve("train.csv"), test=None)
+    data["features"][1]["augment"] = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1, "contrast": 0.2}
+    spec = write_spec(tmp_path, data)
+    preprocessor = build_preprocessor(spec, progress=False)
+    first = _rows(make_dataset(spec, "train", training=True, preprocessor=preprocessor, batch_size=8))
+    again = _rows(make_dataset(spec, "train", training=True, preprocessor=preprocessor, batch_size=8))
+    plain = _rows(make_dataset(spec, "train", preprocessor=preprocessor, batch_size=8))
+    assert [r["caption"].tolist() for r in first] == [r["caption"].tolist() for r in again]
+    assert [r["caption"].tolist() for r in first] != [r["caption"].tolist() for r in plain]
+    # Augmentation changes training images only; evaluation images are the decode.
+    by_caption = {(r["caption"].tobytes(), r["target"]): r["image"] for r in plain}
+    changed = [not np.allclose(by_caption[(r["caption"].tobytes(), r["target"])], r["image"]) for r in first if (r["caption"].tobytes(), r["target"]) in by_caption]
+    assert sum(changed) > len(changed) // 2
+
+
+def test_input_context_shards_rows_and_splits_the_global_batch(quickstart_spec):
+    preprocessor = build_preprocessor(quickstart_spec, progress=False)
+    shards = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
+        dataset = make_dataset(quickstart_spec, "validation", input_context=context, preprocessor=preprocessor, batch_size=8)
+        inputs, _ = next(iter(dataset))
+        assert inputs["image"].shape[0] == 4  # global batch 8 over 2 replicas
+        shards.append({r["image"].tobytes() for r in _rows(dataset)})
+    assert not shards[0] & shards[1]
+    assert len(shards[0]) + len(shards[1]) == len(open_split(quickstart_spec, "validation"))
+
+
+def test_mirrored_strategy_distributes_the_dataset(quickstart_spec):
+    from mmkeras.data import make_distributed_dataset
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:
+        pass  # already configured by an earlier test in this process
+    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+    preprocessor = build_preprocessor(quickstart_spec, progress=False)
+    dataset = make_distributed_dataset(strategy, quickstart_spec, "train", preprocessor, training=True, batch_size=8)
+    inputs, target = next(iter(dataset))
+    per_replica = strategy.experimental_local_results(inputs["audio"])
+    assert len(per_replica) == strategy.num_replicas_in_sync
+    assert all(t.shape[0] == 8 // strategy.num_replicas_in_sync for t in per_replica)
+
+
+def test_tfrecords_hold_the_same_rows_as_the_manifest(tmp_path, quickstart_spec):
+    preprocessor = build_preprocessor(quickstart_spec, progress=False)
+    source = open_split(quickstart_spec, "validation")
+    pattern = write_tfrecords(source, quickstart_spec, str(tmp_path / "validation"), num_shards=3)
+    assert len(tf.io.gfile.glob(pattern)) == 3
+    data = quickstart_spec.to_dict()["data"]
+    data.update(train=quickstart_spec.resolve("train.csv"), validation=pattern, validation_split=None, test=None)
+    spec = write_spec(tmp_path, data)
+    from_records = _rows(make_dataset(spec, "validation", preprocessor=preprocessor, batch_size=5))
+    from_manifest = _rows(make_dataset(quickstart_spec, "validation", preprocessor=preprocessor, batch_size=5))
+
+    def key(row):
+        return row["image"].tobytes()
+
+    assert len(from_records) == len(from_manifest)
+    for a, b in zip(sorted(from_records, key=key), sorted(from_manifest, key=key)):
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def bad_spec(tmp_path, data_root):
+    """A manifest with one good row and one row per kind of bad record."""
+    good_image = os.path.join(data_root, "emoji", "images", "1f600.png")
+    good_audio = os.path.join(data_root, "fsdd", "recordings", "3_theo_7.wav")
+    png = open(good_image, "rb").read()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "truncated.png").write_bytes(png[: len(png) // 2])
+    (tmp_path / "text.png").write_bytes(b"this is not an image")
+    write_wav(str(tmp_path / "16k.wav"), np.zeros(1600), 16000)
+    with wave.open(str(tmp_path / "8bit.wav"), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(1), f.setframerate(8000), f.writeframes(b"\x80" * 800)
+    rows = [
+        b"good caption,%s,%s,cat" % (good_image.encode(), good_audio.encode()),  # line 2
+        b"zero byte,empty.png,%s,cat" % good_audio.encode(),  # line 3
+        b"truncated,truncated.png,%s,dog" % good_audio.encode(),  # line 4
+        b"not an image,text.png,%s,dog" % good_audio.encode(),  # line 5
+        b"missing,nowhere.png,%s,cat" % good_audio.encode(),  # line 6
+        b"wrong rate,%s,16k.wav,cat" % good_image.encode(),  # line 7
+        b"eight bit,%s,8bit.wav,dog" % good_image.encode(),  # line 8
+        b",%s,%s,cat" % (good_image.encode(), good_audio.encode()),  # line 9: empty text
+        b"caf\xe9 latin-1,%s,%s,dog" % (good_image.encode(), good_audio.encode()),  # line 10
+        b"no label,%s,%s," % (good_image.encode(), good_audio.encode()),  # line 11
+        b"another good one,%s,%s,dog" % (good_image.encode(), good_audio.encode()),  # line 12
+    ]
+    (tmp_path / "train.csv").write_bytes(b"caption,image,audio,label\n" + b"\n".join(rows) + b"\n")
+    (tmp_path / "validation.csv").write_bytes(
+        b"caption,image,audio,label\nfine,%s,%s,cat\nodd one,%s,%s,zebra\n" % ((good_image.encode(), good_audio.encode()) * 2)
+    )
+    return write_spec(
+        tmp_path,
+        {
+            "train": "train.csv",
+            "validation": "validation.csv",
+            "features": [
+                {"name": "caption", "modality": "text", "column": "caption"},
+                {"name": "image", "modality": "image", "column": "image", "size": [32, 32]},
+                {"name": "audio", "modality": "audio", "column": "audio", "sample_rate": 8000},
+            ],
+            "target": {"column": "label"},
+            "batch_size": 2,
+        },
+    )
+
+
+def test_check_names_each_bad_row_column_and_reason(bad_spec):
+    results = check_spec(bad_spec, progress=False)
+    found = {(r.location.rsplit(":", 1)[1], r.column): r.reason for r in results["train"]}
+    expected = {
+        ("3", "image"): "zero-byte file",
+        ("4", "image"): "cannot be decoded as an image",
+        ("5", "image"): "not a JPEG, PNG, GIF or BMP image",
+        ("6", "image"): "missing file .*nowhere.png",
+        ("7", "audio"): "sample rate 16000 Hz, but the spec expects 8000 Hz",
+        ("8", "audio"): "not a 16-bit PCM WAV file",
+        ("9", "caption"): "empty text",
+        ("10", "caption"): "text is not valid UTF-8",
+        ("11", "label"): "missing label",
+    }
+    assert set(found) == set(expected)
+    for key, pattern in expected.items():
+        assert re.search(pattern, found[key]), (key, found[key])
+    assert all(r.location.startswith(bad_spec.resolve("train.csv")) for r in results["train"])
+    [unknown] = results["validation"]
+    assert unknown.location.endswith("validation.csv:3") and "unknown label `zebra`" in unknown.reason
+
+
+def test_error_policy_stops_before_training_with_the_full_list(bad_spec):
+    with pytest.raises(BadRecordError) as raised:
+        make_dataset(bad_spec, "train", training=True)
+    assert len(raised.value.records) == 9
+    assert "on_bad_record: skip" in str(raised.value)
+
+
+def test_skip_policy_trains_on_the_good_rows_only(bad_spec, caplog):
+    bad_spec.data.on_bad_record = "skip"
+    preprocessor = build_preprocessor(bad_spec, progress=False)
+    assert preprocessor.target.labels == ["cat", "dog"]
+    with caplog.at_level("WARNING", logger="mmkeras"):
+        rows = _rows(make_dataset(bad_spec, "train", preprocessor=preprocessor))
+    assert len(rows) == 2  # a whole epoch, no crash
+    assert "Skipping 9 bad row(s) of the train split" in caplog.text
+    assert [preprocessor.target.labels[r["target"]] for r in rows] == ["cat", "dog"]
+
+
+def test_emoji_dataset(data_root, tmp_path):
+    spec = build_emoji(str(tmp_path), data_root_dir=data_root)
+    train, test = open_split(spec, "train"), open_split(spec, "test")
+    assert len(train) + len(open_split(spec, "validation")) + len(test) == 1906  # 1911 less 5 components
+    assert "grinning face" in train.column("name") + test.column("name")
+    assert "Component" not in set(train.column("category"))
+    retrieval = build_emoji(str(tmp_path / "retrieval"), data_root_dir=data_root, task="retrieval")
+    assert retrieval.data.target is None
+    inputs = next(iter(make_dataset(retrieval, "test", batch_size=4)))
+    assert inputs["image"].shape == (4, 64, 64, 3) and inputs["name"].shape == (4, 16)
+
+
+def _mmkeras(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_cli_data_check_reports_and_fails(bad_spec):
+    result = _mmkeras("data", "check", os.path.join(bad_spec.base_dir, "spec.yaml"), "--quiet")
+    assert result.returncode == 1
+    assert "train.csv:5 column `image`: not a JPEG, PNG, GIF or BMP image" in result.stdout
+    assert "set `on_bad_record: skip`" in result.stdout
+
+
+def test_cli_quickstart_and_to_tfrecord(tmp_path):
+    result = _mmkeras("quickstart", "--output-dir", str(tmp_path / "qs"), "--rows", "40")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"image\s+\(\d+, 32, 32, 3\)\s+float32", result.stdout)
+    assert "circle_high, circle_low, square_high, square_low" in result.stdout
+    result = _mmkeras("data", "to-tfrecord", str(tmp_path / "qs" / "spec.yaml"), "--output-dir", str(tmp_path / "records"), "--num-shards", "2")
+    assert result.returncode == 0, result.stderr
+    check = _mmkeras("data", "check", str(tmp_path / "records" / "spec.yaml"), "--quiet")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "train       0 bad row(s)" in check.stdout and "test        0 bad row(s)" in check.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["quickstart"], ["data"], ["data", "check"], ["data", "to-tfrecord"]])
+def test_every_command_has_help(command):
+    result = _mmkeras(*command, "--help")
+    assert result.returncode == 0 and "usage: mmkeras" in result.stdout
+
+
+def test_spec_error_is_reported_without_a_traceback(tmp_path):
+    (tmp_path / "spec.yaml").write_text("data:\n  train: t.csv\n  features: [{name: a, modality: smell}]\n")
+    result = _mmkeras("data", "check", str(tmp_path / "spec.yaml"))
+    assert result.returncode == 2
+    assert "error: data.features[0]: `modality` must be one of text, image, audio" in result.stderr
+    assert "Traceback" not in result.stderr
