@@ -71,6 +71,9 @@ class AudioPreprocessor(PreprocessingLayer):
         )
         return self.log_mel(waveforms)
 
+    def call_one(self, data):
+        return self.log_mel(self.decode_one(data)[tf.newaxis])[0]
+
     def decode_one(self, data):
         """Decodes one WAV file to a mono waveform of `num_samples` samples."""
         audio, rate = tf.audio.decode_wav(data)

@@ -10,9 +10,11 @@ class PreprocessingLayer(keras.layers.Layer):
     Inputs are left as TensorFlow tensors (Keras would otherwise try to convert
     strings to backend tensors), the layer has no weights to build, and it
     always runs on the CPU: decoding belongs to the host, not to a replica.
-    Subclasses implement `call_batched` on a batch; unbatched inputs are given
-    a batch dimension and have it removed again, so direct calls, `ds.map`
-    before `batch()` and `ds.map` after `batch()` all run the same ops.
+    Subclasses implement `call_batched` on a batch and may override
+    `call_one` where one example has a cheaper path than a batch of one
+    (a `tf.map_fn` over a single element costs a loop per example in tf.data).
+    Direct calls, `ds.map` before `batch()` and `ds.map` after `batch()` all
+    run the same per-example ops.
     """
 
     def __init__(self, **kwargs):
@@ -25,8 +27,11 @@ class PreprocessingLayer(keras.layers.Layer):
         inputs = tf.convert_to_tensor(inputs)
         with tf.device("cpu"):
             if inputs.shape.rank == 0:
-                return tf.squeeze(self.call_batched(inputs[tf.newaxis]), axis=0)
+                return self.call_one(inputs)
             return self.call_batched(inputs)
+
+    def call_one(self, inputs):
+        return tf.squeeze(self.call_batched(inputs[tf.newaxis]), axis=0)
 
     def call_batched(self, inputs):
         raise NotImplementedError

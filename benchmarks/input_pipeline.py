@@ -1,0 +1,270 @@
+"""Input pipeline throughput: mmkeras's tf.data pipeline against PyTorch DataLoaders.
+
+Images: 1,024 JPEGs of 256x256 made from the real emoji pictures, read,
+decoded, resized to 128x128, augmented (flip, rotation, zoom, contrast) and
+batched by 64, as `make_dataset` builds it, against
+  (a) a PyTorch DataLoader, num_workers=2, Pillow decode + resize, the way
+      most PyTorch code is written,
+  (b) the same with Pillow's `draft()` (decode-time downscaling), the best
+      a careful PyTorch user does,
+  (c) the decode-only ceiling: tf.data reading and decoding the same files
+      (at the same DCT scale) as fast as it can, nothing else.
+Audio: the 3,000 spoken-digit WAVs to log-mel spectrograms, mmkeras against
+librosa in a DataLoader. Every contender runs in alternation, `--rounds`
+times, and the median is reported.
+
+    python benchmarks/input_pipeline.py --json results.json
+"""
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import mmkeras
+from mmkeras.data import build_preprocessor, make_dataset
+from mmkeras.datasets import data_root
+from mmkeras.datasets.files import write_csv, write_spec
+from mmkeras.preprocessing.image import ImagePreprocessor
+
+BATCH = 64
+SIZE = 128
+
+
+def make_jpegs(root, folder, count):
+    """JPEG files of 256x256 from the real emoji images (over white)."""
+    images = sorted(os.listdir(os.path.join(root, "emoji", "images")))[:count]
+    paths = []
+    for name in images:
+        path = os.path.join(folder, name.replace(".png", ".jpg"))
+        if not os.path.exists(path):
+            rgba = Image.open(os.path.join(root, "emoji", "images", name)).convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba).convert("RGB").resize((256, 256), Image.BICUBIC)
+            image.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def image_spec(folder, paths):
+    write_csv(os.path.join(folder, "images.csv"), [{"image": p, "label": "x"} for p in paths], ["image", "label"])
+    return write_spec(
+        os.path.join(folder, "images.yaml"),
+        {
+            "train": "images.csv",
+            "features": [
+                {
+                    "name": "image",
+                    "modality": "image",
+                    "size": [SIZE, SIZE],
+                    "augment": {"flip": "horizontal", "rotation": 0.05, "zoom": 0.1, "contrast": 0.1},
+                }
+            ],
+            "target": {"column": "label"},
+            "batch_size": BATCH,
+            "shuffle_buffer": len(paths),
+        },
+    )
+
+
+def time_epoch(iterable, count_fn):
+    start = time.perf_counter()
+    seen = 0
+    for batch in iterable:
+        seen += count_fn(batch)
+    return seen / (time.perf_counter() - start)
+
+
+# ---- PyTorch contenders -------------------------------------------------------
+
+
+def torch_image_loader(paths, draft):
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, Dataset
+
+    class JpegDataset(Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, index):
+            image = Image.open(paths[index])
+            if draft:
+                image.draft("RGB", (SIZE, SIZE))
+            image = image.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+            x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+            # The same augmentation: flip, rotation, zoom (one affine warp), contrast.
+            if torch.rand(()) < 0.5:
+                x = x.flip(-1)
+            angle = (torch.rand(()) * 2 - 1) * 0.05 * 2 * np.pi
+            scale = 1 + (torch.rand(()) * 2 - 1) * 0.1
+            theta = torch.stack(
+                [
+                    torch.stack([torch.cos(angle) * scale, -torch.sin(angle) * scale, torch.zeros(())]),
+                    torch.stack([torch.sin(angle) * scale, torch.cos(angle) * scale, torch.zeros(())]),
+                ]
+            )[None]
+            grid = F.affine_grid(theta, (1, 3, SIZE, SIZE), align_corners=False)
+            x = F.grid_sample(x[None], grid, align_corners=False)[0]
+            factor = 1 + (torch.rand(()) * 2 - 1) * 0.1
+            mean = x.mean(dim=(1, 2), keepdim=True)
+            return ((x - mean) * factor + mean).clamp(0, 1), 0
+
+    return DataLoader(JpegDataset(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True)
+
+
+def torch_audio_loader(paths):
+    import librosa
+    from torch.utils.data import DataLoader, Dataset
+
+    class WavDataset(Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, index):
+            waveform, _ = librosa.load(paths[index], sr=None)
+            waveform = np.pad(waveform[:8000], (0, max(0, 8000 - len(waveform))))
+            mel = librosa.feature.melspectrogram(
+                y=waveform, sr=8000, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=20, fmax=4000, center=False, power=2.0
+            )
+            return np.log(mel + 1e-6).T.astype(np.float32)
+
+    return DataLoader(WavDataset(), batch_size=BATCH, num_workers=2, persistent_workers=True)
+
+
+# ---- TensorFlow contenders ----------------------------------------------------
+
+
+def decode_only(paths):
+    decoder = ImagePreprocessor(size=(SIZE, SIZE))
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(
+        lambda path: decoder._decode_jpeg(tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def audio_spec(folder, paths):
+    write_csv(os.path.join(folder, "audio.csv"), [{"audio": p, "label": "x"} for p in paths], ["audio", "label"])
+    return write_spec(
+        os.path.join(folder, "audio.yaml"),
+        {
+            "train": "audio.csv",
+            "features": [{"name": "audio", "modality": "audio", "sample_rate": 8000, "num_mel_bins": 40}],
+            "target": {"column": "label"},
+            "batch_size": BATCH,
+        },
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1024, help="JPEG files to make (at least 1,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
+    parser.add_argument("--work-dir", help="where the JPEGs are made (default: a temporary folder)")
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args(argv)
+
+    root = data_root()
+    work = args.work_dir or tempfile.mkdtemp(prefix="mmkeras-bench-")
+    os.makedirs(work, exist_ok=True)
+    paths = make_jpegs(root, work, args.images)
+    spec = image_spec(work, paths)
+    preprocessor = build_preprocessor(spec, progress=False)
+    cached = mmkeras.Spec.from_dict({"data": {**spec.to_dict()["data"], "cache": "memory"}}, base_dir=work)
+
+    def images_only(batch):
+        return int(batch[0]["image"].shape[0]) if isinstance(batch, tuple) else int(batch.shape[0])
+
+    def torch_count(batch):
+        return int(batch[0].shape[0])
+
+    plain_loader = torch_image_loader(paths, draft=False)
+    draft_loader = torch_image_loader(paths, draft=True)
+    mmkeras_cached = make_dataset(cached, "train", training=True, preprocessor=preprocessor)
+    time_epoch(mmkeras_cached, images_only)  # fills the cache of decoded tensors
+    contenders = {
+        "mmkeras": lambda: time_epoch(make_dataset(spec, "train", training=True, preprocessor=preprocessor), images_only),
+        "mmkeras_cached": lambda: time_epoch(mmkeras_cached, images_only),
+        "torch": lambda: time_epoch(plain_loader, torch_count),
+        "torch_draft": lambda: time_epoch(draft_loader, torch_count),
+        "decode_only": lambda: time_epoch(decode_only(paths), lambda image: 1),
+    }
+    for warmup in contenders.values():
+        warmup()
+    rates = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name, run in contenders.items():
+            rates[name].append(run())
+    image_rates = {name: statistics.median(values) for name, values in rates.items()}
+
+    wavs = sorted(
+        os.path.join(root, "fsdd", "recordings", name)
+        for name in os.listdir(os.path.join(root, "fsdd", "recordings"))
+    )
+    aspec = audio_spec(work, wavs)
+    apre = build_preprocessor(aspec, progress=False)
+    audio_loader = torch_audio_loader(wavs)
+    audio_contenders = {
+        "mmkeras": lambda: time_epoch(make_dataset(aspec, "train", preprocessor=apre, check=False), lambda b: int(b[1].shape[0])),
+        "librosa": lambda: time_epoch(audio_loader, lambda b: int(b.shape[0])),
+    }
+    for warmup in audio_contenders.values():
+        warmup()
+    audio_rates = {name: [] for name in audio_contenders}
+    for _ in range(args.rounds):
+        for name, run in audio_contenders.items():
+            audio_rates[name].append(run())
+    audio_rates = {name: statistics.median(values) for name, values in audio_rates.items()}
+
+    results = {
+        "images": len(paths),
+        "cpu_count": os.cpu_count(),
+        "mmkeras_images_per_s": image_rates["mmkeras"],
+        "mmkeras_cached_images_per_s": image_rates["mmkeras_cached"],
+        "torch_images_per_s": image_rates["torch"],
+        "torch_draft_images_per_s": image_rates["torch_draft"],
+        "decode_only_images_per_s": image_rates["decode_only"],
+        "ratio": image_rates["mmkeras"] / image_rates["torch"],
+        "ratio_best_peer": image_rates["mmkeras"] / image_rates["torch_draft"],
+        "ceiling_fraction": image_rates["mmkeras"] / image_rates["decode_only"],
+        "cached_ratio": image_rates["mmkeras_cached"] / image_rates["torch"],
+        "cached_ratio_best_peer": image_rates["mmkeras_cached"] / image_rates["torch_draft"],
+        "mmkeras_clips_per_s": audio_rates["mmkeras"],
+        "librosa_clips_per_s": audio_rates["librosa"],
+        "audio_ratio": audio_rates["mmkeras"] / audio_rates["librosa"],
+    }
+    print(f"\nImages: {len(paths)} JPEGs 256x256 -> 128x128, augmented, batch {BATCH}, {os.cpu_count()} CPUs")
+    print(f"{'pipeline':<44}{'images/s':>10}{'vs torch':>10}")
+    rows = [
+        ("mmkeras make_dataset (every epoch decoded)", "mmkeras"),
+        ("mmkeras make_dataset, cache: memory (epoch 2+)", "mmkeras_cached"),
+        ("PyTorch DataLoader, Pillow", "torch"),
+        ("PyTorch DataLoader, Pillow draft()", "torch_draft"),
+        ("tf.data decode only (ceiling)", "decode_only"),
+    ]
+    for label, name in rows:
+        print(f"{label:<44}{image_rates[name]:>10.0f}{image_rates[name] / image_rates['torch']:>9.2f}x")
+    print(f"\nAudio: {len(wavs)} WAVs -> log-mel (40 bands), batch {BATCH}")
+    print(f"{'mmkeras make_dataset':<44}{audio_rates['mmkeras']:>10.0f}{results['audio_ratio']:>9.2f}x")
+    print(f"{'PyTorch DataLoader, librosa':<44}{audio_rates['librosa']:>10.0f}{1:>9.2f}x")
+    print(
+        f"\nratio {results['ratio']:.2f}  ratio_best_peer {results['ratio_best_peer']:.2f}  "
+        f"ceiling_fraction {results['ceiling_fraction']:.2f}  (cached: {results['cached_ratio']:.2f} / "
+        f"{results['cached_ratio_best_peer']:.2f})"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
