@@ -17,7 +17,6 @@ times, and the median is reported.
 """
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -73,6 +72,17 @@ def image_spec(folder, paths):
             "shuffle_buffer": len(paths),
         },
     )
+
+
+def run_alternately(contenders, rounds):
+    """One warm-up epoch each, then `rounds` rounds in turn; the median rate."""
+    for run in contenders.values():
+        run()
+    rates = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            rates[name].append(run())
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def time_epoch(iterable, count_fn):
@@ -197,13 +207,7 @@ def main(argv=None):
         "torch_draft": lambda: time_epoch(draft_loader, torch_count),
         "decode_only": lambda: time_epoch(decode_only(paths), lambda image: 1),
     }
-    for warmup in contenders.values():
-        warmup()
-    rates = {name: [] for name in contenders}
-    for _ in range(args.rounds):
-        for name, run in contenders.items():
-            rates[name].append(run())
-    image_rates = {name: statistics.median(values) for name, values in rates.items()}
+    image_rates = run_alternately(contenders, args.rounds)
 
     wavs = sorted(
         os.path.join(root, "fsdd", "recordings", name)
@@ -216,13 +220,7 @@ def main(argv=None):
         "mmkeras": lambda: time_epoch(make_dataset(aspec, "train", preprocessor=apre, check=False), lambda b: int(b[1].shape[0])),
         "librosa": lambda: time_epoch(audio_loader, lambda b: int(b.shape[0])),
     }
-    for warmup in audio_contenders.values():
-        warmup()
-    audio_rates = {name: [] for name in audio_contenders}
-    for _ in range(args.rounds):
-        for name, run in audio_contenders.items():
-            audio_rates[name].append(run())
-    audio_rates = {name: statistics.median(values) for name, values in audio_rates.items()}
+    audio_rates = run_alternately(audio_contenders, args.rounds)
 
     results = {
         "images": len(paths),

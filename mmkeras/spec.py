@@ -375,12 +375,6 @@ class DataSpec:
         _positive_number(self.batch_size, self.where, "batch_size")
         _positive_number(self.shuffle_buffer, self.where, "shuffle_buffer")
 
-    def feature(self, name):
-        for feature in self.features:
-            if feature.name == name:
-                return feature
-        raise KeyError(name)
-
 
 @dataclasses.dataclass
 class Spec:

@@ -281,3 +281,17 @@ def test_spec_error_is_reported_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "error: data.features[0]: `modality` must be one of text, image, audio" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_on_tfrecords_names_the_original_manifest_rows(bad_spec, tmp_path):
+    found = check_spec(bad_spec, progress=False)["train"]
+    missing = {r.location for r in found if r.reason.startswith("missing file")}
+    pattern = write_tfrecords(open_split(bad_spec, "train"), bad_spec, str(tmp_path / "records" / "train"), num_shards=2, exclude=missing)
+    data = bad_spec.to_dict()["data"]
+    data.update(train=pattern, validation=None)
+    records_spec = write_spec(tmp_path / "records", data)
+    again = check_spec(records_spec, progress=False)["train"]
+    assert {(r.location, r.column, r.reason) for r in again} == {
+        (r.location, r.column, r.reason) for r in found if r.location not in missing
+    }
+    assert len(again) == 8

@@ -7,6 +7,7 @@ line, column and reason.
 
 import concurrent.futures
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -14,10 +15,13 @@ import re
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from mmkeras.data.manifest import BadValue
+from mmkeras.data.manifest import TARGET_KEY, BadValue
 from mmkeras.data.splits import open_split
 from mmkeras.preprocessing.preprocessor import feature_preprocessor
 from mmkeras.preprocessing.target import sorted_labels
+
+
+CHUNK_ROWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,23 +61,23 @@ class _Checker:
             if f.modality == "image"
         }
 
-    def check_row(self, source, index):
+    def check_record(self, key, values):
+        """The BadRecords of one row, given its raw values (see `records()`)."""
         problems = []
         for feature in self.spec.data.features:
-            try:
-                value = source.fetch(index, feature)
+            value = values[feature.name]
+            if isinstance(value, BadValue):
+                reason = str(value)
+            else:
                 reason = getattr(self, f"_check_{feature.modality}")(feature, value)
-            except BadValue as error:
-                reason = str(error)
             if reason:
                 problems.append((feature.column, reason))
         target = self.spec.data.target
         if target is not None:
-            reason = self._check_target(target, source.column(target.column)[index])
+            reason = self._check_target(target, values[TARGET_KEY])
             if reason:
                 problems.append((target.column, reason))
-        location = source.location(index)
-        return [BadRecord(location, column, reason) for column, reason in problems]
+        return [BadRecord(key, column, reason) for column, reason in problems]
 
     def _check_text(self, feature, value):
         # Bytes that are not UTF-8 were kept as lone surrogates when read.
@@ -146,17 +150,15 @@ def check_split(spec, split, checker=None, progress=True):
     checker = checker or _Checker(spec, training_labels(spec))
     workers = min(16, 2 * (os.cpu_count() or 1))
     bad = []
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda i: checker.check_row(source, i), range(len(source)))
-        for records in tqdm(
-            results,
-            total=len(source),
-            desc=f"checking {split}",
-            unit="row",
-            disable=not progress,
-            leave=False,
-        ):
-            bad.extend(records)
+    records = source.records()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm(
+        total=len(source), desc=f"checking {split}", unit="row", disable=not progress, leave=False
+    ) as bar:
+        # Bounded chunks keep only a few hundred rows' bytes in memory at once.
+        while chunk := list(itertools.islice(records, CHUNK_ROWS)):
+            for found in pool.map(lambda record: checker.check_record(*record), chunk):
+                bad.extend(found)
+            bar.update(len(chunk))
     return bad
 
 

@@ -52,7 +52,7 @@ def build_preprocessor(spec, progress=True):
     preprocessor = Preprocessor.from_spec(spec)
     source = open_split(spec, "train")
     exclude = bad_rows(spec, "train", progress=progress)
-    keep = [i for i in range(len(source)) if source.location(i) not in exclude]
+    keep = [i for i, key in enumerate(source.keys()) if key not in exclude]
     texts = {
         f.name: [source.column(f.column)[i] for i in keep]
         for f in spec.data.features

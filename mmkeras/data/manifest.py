@@ -71,13 +71,11 @@ class Manifest:
         columns: dict. Column name to its values, one string per row; file
             paths are already resolved against the manifest's folder.
         lines: list. The line in the file where each row starts.
-        file_columns: tuple. The columns that hold file paths.
     """
 
     path: str
     columns: dict
     lines: list
-    file_columns: tuple = ()
 
     def __len__(self):
         return len(self.lines)
@@ -139,7 +137,7 @@ def read_manifest(path, spec):
         if column in file_columns:
             values = [os.path.join(folder, v) if v else "" for v in values]
         columns[column] = values
-    return Manifest(path=path, columns=columns, lines=lines, file_columns=file_columns)
+    return Manifest(path=path, columns=columns, lines=lines)
 
 
 def split_indices(labels, fraction, seed, stratify):
@@ -177,8 +175,24 @@ class ManifestSource:
     def column(self, column):
         return self.manifest.columns[column]
 
-    def location(self, index):
-        return self.manifest.location(index)
+    def keys(self):
+        """Each row's key: `manifest:line`."""
+        return [self.manifest.location(i) for i in range(len(self))]
+
+    def records(self):
+        """Yields `(key, values)` per row, files read; a bad value is a BadValue."""
+        features = self.spec.data.features
+        target = self.spec.data.target
+        for index, key in enumerate(self.keys()):
+            values = {}
+            for feature in features:
+                try:
+                    values[feature.name] = self.fetch(index, feature)
+                except BadValue as error:
+                    values[feature.name] = error
+            if target is not None:
+                values[TARGET_KEY] = self.manifest.columns[target.column][index]
+            yield key, values
 
     def fetch(self, index, feature):
         """The raw value of one row's feature: text, or the file's bytes."""
@@ -198,7 +212,7 @@ class ManifestSource:
         names = {f.name: f.column for f in data.features}
         if data.target is not None:
             names[TARGET_KEY] = data.target.column
-        kept = [i for i in range(len(self)) if self.location(i) not in exclude]
+        kept = [i for i, key in enumerate(self.keys()) if key not in exclude]
         dataset = tf.data.Dataset.from_tensor_slices(
             self.manifest.subset(kept).tensors(names)
         )

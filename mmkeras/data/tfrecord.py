@@ -46,18 +46,15 @@ def write_tfrecords(source, spec, output_prefix, num_shards=8, exclude=(), progr
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     written = 0
     try:
-        for index in range(len(source)):
-            key = source.location(index)
+        for key, values in source.records():
             if key in exclude:
                 continue
             features = {KEY: _bytes_feature(key)}
-            for feature in data.features:
-                try:
-                    features[feature.name] = _bytes_feature(source.fetch(index, feature))
-                except BadValue as error:
-                    raise BadValue(f"{key} column {feature.column}: {error}") from None
-            if data.target is not None:
-                features[TARGET_KEY] = _bytes_feature(source.column(data.target.column)[index])
+            for name, value in values.items():
+                if isinstance(value, BadValue):
+                    column = data.features[[f.name for f in data.features].index(name)].column
+                    raise BadValue(f"{key} column {column}: {value}")
+                features[name] = _bytes_feature(value)
             example = tf.train.Example(features=tf.train.Features(feature=features))
             writers[written % num_shards].write(example.SerializeToString())
             written += 1
@@ -86,43 +83,51 @@ class TFRecordSource:
         if spec.data.target is not None:
             names.append(TARGET_KEY)
         self._schema = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
-        self._records = None
+        self._keys = None
 
-    def _all_records(self):
-        # Python-side passes (vocabulary, labels, the data check) need the
-        # values in memory once; training reads the files through tf.data.
-        if self._records is None:
-            dataset = tf.data.TFRecordDataset(self.files).map(self._parse)
-            self._records = [
-                {name: value.numpy() for name, value in record.items()}
-                for record in dataset
-            ]
-        return self._records
+    def _stream(self, names):
+        """Yields the records' values for `names` as bytes, one record at a time."""
+        schema = {name: self._schema[name] for name in names}
+        dataset = tf.data.TFRecordDataset(self.files).map(
+            lambda serialized: tf.io.parse_single_example(serialized, schema),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        yield from dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
     def _parse(self, serialized):
         return tf.io.parse_single_example(serialized, self._schema)
 
     def __len__(self):
-        return len(self._all_records())
+        return len(self.keys())
+
+    def keys(self):
+        if self._keys is None:
+            self._keys = [
+                record[KEY].decode("utf-8", "surrogateescape") for record in self._stream([KEY])
+            ]
+        return self._keys
 
     def column(self, column):
         data = self.spec.data
-        name = TARGET_KEY if data.target and column == data.target.column else next(
-            f.name for f in data.features if f.column == column
-        )
+        if data.target is not None and column == data.target.column:
+            name = TARGET_KEY
+        else:
+            name = next(f.name for f in data.features if f.column == column)
         return [
-            record[name].decode("utf-8", "surrogateescape")
-            for record in self._all_records()
+            record[name].decode("utf-8", "surrogateescape") for record in self._stream([name])
         ]
 
-    def location(self, index):
-        return self._all_records()[index][KEY].decode("utf-8", "surrogateescape")
-
-    def fetch(self, index, feature):
-        value = self._all_records()[index][feature.name]
-        if feature.modality == "text":
-            return value.decode("utf-8", "surrogateescape")
-        return value
+    def records(self):
+        """Yields `(key, values)` per record: text as str, file contents as bytes."""
+        text = {f.name for f in self.spec.data.features if f.modality == "text"}
+        for record in self._stream(list(self._schema)):
+            key = record.pop(KEY).decode("utf-8", "surrogateescape")
+            yield key, {
+                name: value.decode("utf-8", "surrogateescape")
+                if name in text or name == TARGET_KEY
+                else value
+                for name, value in record.items()
+            }
 
     def rows(self, exclude=(), input_context=None):
         files = tf.data.Dataset.from_tensor_slices(self.files)

@@ -50,10 +50,6 @@ class TargetEncoder(PreprocessingLayer):
         self.std = float(std)
         self.lookup = self._make_lookup()
 
-    @property
-    def num_classes(self):
-        return len(self.labels) if self.labels is not None else None
-
     def adapt(self, values):
         """Learns the labels (or mean and std) from the training targets."""
         values = [str(value) for value in values]
