@@ -90,6 +90,7 @@ def test_training_pipeline_is_seeded_shuffled_and_augmented(tmp_path, quickstart
     again = _rows(make_dataset(spec, "train", training=True, preprocessor=preprocessor, batch_size=8))
     plain = _rows(make_dataset(spec, "train", preprocessor=preprocessor, batch_size=8))
     assert [r["caption"].tolist() for r in first] == [r["caption"].tolist() for r in again]
+    np.testing.assert_array_equal(np.stack([r["image"] for r in first]), np.stack([r["image"] for r in again]))
     assert [r["caption"].tolist() for r in first] != [r["caption"].tolist() for r in plain]
     # Augmentation changes training images only; evaluation images are the decode.
     by_caption = {(r["caption"].tobytes(), r["target"]): r["image"] for r in plain}

@@ -130,14 +130,21 @@ def make_dataset(
         batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
     )
     if training and preprocessor.augmenters:
-        if has_target:
-            dataset = dataset.map(
-                lambda inputs, target: (preprocessor.augment(inputs), target),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        else:
-            dataset = dataset.map(preprocessor.augment, num_parallel_calls=tf.data.AUTOTUNE)
+        # One stateless seed per batch: reproducible, and unlike op-seeded
+        # random ops it lets tf.data run batches in parallel.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2).map(lambda s: tf.cast(s, tf.int32))
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda batch, batch_seed: _augment(preprocessor, batch, batch_seed, has_target),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment(preprocessor, batch, seed, has_target):
+    if has_target:
+        inputs, target = batch
+        return preprocessor.augment(inputs, seed), target
+    return preprocessor.augment(batch, seed)
 
 
 def make_distributed_dataset(strategy, spec, split, preprocessor, training=False, **kwargs):

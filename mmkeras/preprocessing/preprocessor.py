@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import tensorflow as tf
 
 from mmkeras.preprocessing.audio import AudioPreprocessor
 from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
@@ -119,11 +120,20 @@ class Preprocessor(PreprocessingLayer):
             )
         return {name: layer(inputs[name]) for name, layer in self.features.items()}
 
-    def augment(self, inputs):
-        """Applies the train-time image augmentation to a batch of model inputs."""
+    def augment(self, inputs, seed=None):
+        """Applies the train-time image augmentation to a batch of model inputs.
+
+        Args:
+            inputs: dict. A batch of preprocessed inputs.
+            seed: int tensor of shape [2] or None. Makes the transforms of
+                this batch reproducible.
+        """
         outputs = dict(inputs)
-        for name, augmenter in self.augmenters.items():
-            outputs[name] = augmenter(outputs[name], training=True)
+        for index, (name, augmenter) in enumerate(self.augmenters.items()):
+            feature_seed = None
+            if seed is not None:
+                feature_seed = tf.random.experimental.stateless_fold_in(seed, index)
+            outputs[name] = augmenter(outputs[name], training=True, seed=feature_seed)
         return outputs
 
     def get_config(self):
