@@ -25,6 +25,13 @@ MODALITIES = ("text", "image", "audio")
 TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric")
 BAD_RECORD_POLICIES = ("error", "skip")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+ENCODER_TYPES = {
+    "text": ("lstm", "transformer", "pretrained"),
+    "image": ("cnn", "backbone"),
+    "audio": ("spectrogram_cnn",),
+}
+FUSION_TYPES = ("concat", "late", "gated", "tensor", "low_rank_tensor", "cross_attention")
+HEAD_FIELDS = ("hidden_dims", "dropout_rate")
 
 
 def _require(condition, where, message):
@@ -377,26 +384,91 @@ class DataSpec:
 
 
 @dataclasses.dataclass
+class ModelSpec:
+    """Which encoder reads each feature, how they are fused, and the head.
+
+    The values are the layers' own constructor arguments (see
+    `mmkeras.layers`), so nothing is written twice; `type` picks the layer.
+
+    Args:
+        encoders: dict. Feature name to `{type: ..., **arguments}`; a feature
+            left out gets its modality's default (lstm, cnn, spectrogram_cnn).
+        fusion: dict. `{type: concat | late | gated | tensor |
+            low_rank_tensor | cross_attention, modality_dropout: 0.1, ...}`.
+        head: dict. `{hidden_dims: [256], dropout_rate: 0.3}`.
+        projection_dim: int. Width of the shared space of a retrieval model.
+    """
+
+    encoders: dict = dataclasses.field(default_factory=dict)
+    fusion: dict = dataclasses.field(default_factory=lambda: {"type": "concat"})
+    head: dict = dataclasses.field(default_factory=dict)
+    projection_dim: int = 128
+    where: str = dataclasses.field(default="model", repr=False, compare=False)
+
+    def __post_init__(self):
+        _require(isinstance(self.encoders, dict), f"{self.where}.encoders", "must map feature names to encoders.")
+        _require(isinstance(self.fusion, dict), f"{self.where}.fusion", "must be a mapping with a `type`.")
+        self.fusion = {"type": "concat", **self.fusion}
+        _require(
+            self.fusion["type"] in FUSION_TYPES,
+            f"{self.where}.fusion",
+            f"`type` must be one of {', '.join(FUSION_TYPES)}, got {self.fusion['type']!r}.",
+        )
+        _require(isinstance(self.head, dict), f"{self.where}.head", "must be a mapping.")
+        unknown = set(self.head) - set(HEAD_FIELDS)
+        _require(
+            not unknown,
+            f"{self.where}.head",
+            f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(HEAD_FIELDS)}.",
+        )
+        _positive_number(self.projection_dim, self.where, "projection_dim")
+
+    def check_features(self, features):
+        """Every encoder must name a feature and suit its modality."""
+        modalities = {f.name: f.modality for f in features}
+        for name, encoder in self.encoders.items():
+            where = f"{self.where}.encoders.{name}"
+            _require(
+                name in modalities,
+                where,
+                f"no feature is called `{name}`; features: {', '.join(modalities)}.",
+            )
+            _require(isinstance(encoder, dict), where, "must be a mapping with a `type`.")
+            allowed = ENCODER_TYPES[modalities[name]]
+            kind = encoder.get("type", allowed[0])
+            _require(
+                kind in allowed,
+                where,
+                f"a {modalities[name]} feature takes an encoder of type "
+                f"{', '.join(allowed)}, got {kind!r}.",
+            )
+
+
+@dataclasses.dataclass
 class Spec:
     """The whole spec, as loaded from YAML.
 
     Args:
         data: DataSpec. The data section.
+        model: ModelSpec. The model section (defaults when left out).
         base_dir: str. Relative paths in the spec resolve against this folder
             (the YAML file's folder when loaded from a file).
     """
 
     data: DataSpec
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
     base_dir: str = "."
 
     @classmethod
     def from_dict(cls, mapping, base_dir="."):
         _require(isinstance(mapping, dict), "spec", "the spec must be a mapping.")
         _require("data" in mapping, "spec", "missing the `data:` section.")
-        unknown = set(mapping) - {"data"}
+        unknown = set(mapping) - {"data", "model"}
         _require(not unknown, "spec", f"unknown section(s): {', '.join(sorted(unknown))}.")
         data = _from_mapping(DataSpec, mapping["data"], "data")
-        return cls(data=data, base_dir=os.path.abspath(base_dir))
+        model = _from_mapping(ModelSpec, mapping.get("model") or {}, "model")
+        model.check_features(data.features)
+        return cls(data=data, model=model, base_dir=os.path.abspath(base_dir))
 
     @classmethod
     def from_yaml(cls, path):

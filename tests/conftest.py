@@ -3,12 +3,23 @@
 import os
 
 import pytest
+import tensorflow as tf
 import yaml
 
 from mmkeras.datasets import DATA_ENV
 from mmkeras.spec import Spec
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Two logical CPU devices, so MirroredStrategy has two replicas to mirror;
+# this must happen before TensorFlow initialises its runtime.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+
+def two_cpu_strategy():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 def pytest_configure(config):

@@ -14,7 +14,7 @@ from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_spli
 from mmkeras.datasets import build_emoji
 from mmkeras.datasets.files import write_wav
 from mmkeras.errors import BadRecordError
-from tests.conftest import write_spec
+from tests.conftest import two_cpu_strategy, write_spec
 
 
 def _rows(dataset):
@@ -114,12 +114,7 @@ def test_input_context_shards_rows_and_splits_the_global_batch(quickstart_spec):
 def test_mirrored_strategy_distributes_the_dataset(quickstart_spec):
     from mmkeras.data import make_distributed_dataset
 
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-    except RuntimeError:
-        pass  # already configured by an earlier test in this process
-    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+    strategy = two_cpu_strategy()
     preprocessor = build_preprocessor(quickstart_spec, progress=False)
     dataset = make_distributed_dataset(strategy, quickstart_spec, "train", preprocessor, training=True, batch_size=8)
     inputs, target = next(iter(dataset))

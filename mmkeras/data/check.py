@@ -8,6 +8,7 @@ line, column and reason.
 import concurrent.futures
 import dataclasses
 import itertools
+import json
 import math
 import os
 import re
@@ -46,6 +47,17 @@ def _first_line(error):
     return type(error).__name__
 
 
+_decoders = {}
+
+
+def _compiled_decoder(layer):
+    """One traced decode function per image configuration, reused across checks."""
+    key = json.dumps({k: v for k, v in layer.get_config().items() if k != "name"}, sort_keys=True, default=str)
+    if key not in _decoders:
+        _decoders[key] = tf.function(layer.decode_one, input_signature=[tf.TensorSpec([], tf.string)])
+    return _decoders[key]
+
+
 class _Checker:
     """Checks the values of one split against one spec."""
 
@@ -53,10 +65,7 @@ class _Checker:
         self.spec = spec
         self.labels = set(labels) if labels is not None else None
         self.image_decoders = {
-            f.name: tf.function(
-                feature_preprocessor(f, spec).decode_one,
-                input_signature=[tf.TensorSpec([], tf.string)],
-            )
+            f.name: _compiled_decoder(feature_preprocessor(f, spec))
             for f in spec.data.features
             if f.modality == "image"
         }

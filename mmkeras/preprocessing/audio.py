@@ -75,7 +75,14 @@ class AudioPreprocessor(PreprocessingLayer):
         return self.log_mel(self.decode_one(data)[tf.newaxis])[0]
 
     def decode_one(self, data):
-        """Decodes one WAV file to a mono waveform of `num_samples` samples."""
+        """One WAV file as `num_samples` mono samples; empty bytes give silence."""
+        return tf.cond(
+            tf.strings.length(data) > 0,
+            lambda: self._decode_present(data),
+            lambda: tf.zeros((self.num_samples,)),
+        )
+
+    def _decode_present(self, data):
         audio, rate = tf.audio.decode_wav(data)
         check = tf.debugging.assert_equal(
             rate,

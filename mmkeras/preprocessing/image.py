@@ -64,7 +64,15 @@ class ImagePreprocessor(PreprocessingLayer):
         return self.decode_one(data)
 
     def decode_one(self, data):
-        """Decodes one encoded image; `call` maps this over a batch."""
+        """Decodes one encoded image; empty bytes (a missing image) give zeros."""
+        height, width = self.size
+        return tf.cond(
+            tf.strings.length(data) > 0,
+            lambda: self._decode_present(data),
+            lambda: tf.zeros((height, width, self.channels)),
+        )
+
+    def _decode_present(self, data):
         # JPEG has no alpha and decodes straight to the wanted channels (at a
         # reduced DCT scale), so only the other formats need converting.
         image = tf.cond(

@@ -12,6 +12,8 @@ from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 from mmkeras.preprocessing.target import TargetEncoder
 from mmkeras.preprocessing.text import TextPreprocessor
 
+MODALITY_MASK = "modality_mask"
+
 
 def feature_preprocessor(feature, spec):
     """The preprocessing layer for one feature of a spec."""
@@ -49,7 +51,9 @@ class Preprocessor(PreprocessingLayer):
 
     Called on a dict of `tf.string` tensors keyed by feature name (text, or the
     encoded bytes of an image or WAV file), batched or not, it returns a dict
-    of numeric tensors under the same names. The same object runs in the
+    of numeric tensors under the same names, plus `modality_mask`: one float
+    per feature, 0 where the raw value was an empty string (a missing
+    modality, which the model masks out) and 1 elsewhere. The same object runs in the
     tf.data pipeline during training and inside the exported serving graph,
     so what the model sees in production is what it saw in training.
 
@@ -118,7 +122,17 @@ class Preprocessor(PreprocessingLayer):
                 f"raw input is missing feature(s) {missing}; "
                 f"expected keys {sorted(self.features)}."
             )
-        return {name: layer(inputs[name]) for name, layer in self.features.items()}
+        outputs = {name: layer(inputs[name]) for name, layer in self.features.items()}
+        # 1 where a feature's raw value is present, 0 where it is an empty
+        # string: the model masks missing modalities out of the fusion.
+        outputs[MODALITY_MASK] = tf.stack(
+            [
+                tf.cast(tf.strings.length(inputs[name]) > 0, tf.float32)
+                for name in self.features
+            ],
+            axis=-1,
+        )
+        return outputs
 
     def augment(self, inputs, seed=None):
         """Applies the train-time image augmentation to a batch of model inputs.

@@ -1,0 +1,53 @@
+"""Audio encoder: a log-mel spectrogram to a pooled vector and a time sequence."""
+
+import keras
+
+from mmkeras.layers.image_encoders import conv_blocks
+from mmkeras.layers.pooling import FullMask
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SpectrogramCNNEncoder(keras.Model):
+    """2-D convolutions over time and frequency, pooled over both.
+
+    Input `audio` `[batch, frames, mel_bins]`; outputs `pooled`, `sequence`
+    (one step per pooled time frame, its frequency bands and channels
+    flattened) and `sequence_mask` (all true).
+
+    Args:
+        spectrogram_shape: (int, int). Frames and mel bins.
+        filters: list of int. Conv widths, one block each.
+        kernel_size: int. Conv kernel size.
+        dropout_rate: float. Dropout after each block.
+    """
+
+    def __init__(self, spectrogram_shape, filters=(32, 64, 128), kernel_size=3, dropout_rate=0.0, **kwargs):
+        name = kwargs.get("name") or "spectrogram_cnn_encoder"
+        audio = keras.Input(shape=tuple(spectrogram_shape), name="audio")
+        x = keras.layers.Reshape((*spectrogram_shape, 1), name=f"{name}_channel")(audio)
+        # Normalise per recording level: log-mel values sit far from zero.
+        x = keras.layers.BatchNormalization(name=f"{name}_input_bn")(x)
+        feature_map = conv_blocks(x, filters, kernel_size, dropout_rate, name)
+        steps, bands, channels = feature_map.shape[1:]
+        sequence = keras.layers.Reshape((steps, bands * channels), name=f"{name}_time_steps")(feature_map)
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(feature_map)
+        outputs = {"pooled": pooled, "sequence": sequence, "sequence_mask": FullMask(name=f"{name}_mask")(sequence)}
+        super().__init__(inputs={"audio": audio}, outputs=outputs, **kwargs)
+        self.spectrogram_shape = tuple(spectrogram_shape)
+        self.filters = list(filters)
+        self.kernel_size = kernel_size
+        self.dropout_rate = dropout_rate
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "spectrogram_shape": list(self.spectrogram_shape),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "dropout_rate": self.dropout_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

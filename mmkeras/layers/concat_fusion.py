@@ -1,0 +1,42 @@
+"""Feature-level fusion by concatenation."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ConcatFusion(keras.layers.Layer):
+    """Concatenates the modalities' vectors, optionally projected to one width.
+
+    Args:
+        projection_dim: int or None. Project each modality to this width
+            (Dense + ReLU) first, so no modality dominates by sheer width.
+    """
+
+    def __init__(self, projection_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.projection_dim = projection_dim
+        self.projections = []
+
+    def build(self, input_shapes):
+        if self.projection_dim:
+            self.projections = [
+                keras.layers.Dense(self.projection_dim, activation="relu", name=f"projection_{i}")
+                for i in range(len(input_shapes))
+            ]
+            for projection, shape in zip(self.projections, input_shapes):
+                projection.build(shape)
+
+    def call(self, inputs):
+        if self.projections:
+            inputs = [projection(x) for projection, x in zip(self.projections, inputs)]
+        return ops.concatenate(inputs, axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        width = self.projection_dim * len(input_shapes) if self.projection_dim else sum(s[-1] for s in input_shapes)
+        return (input_shapes[0][0], width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"projection_dim": self.projection_dim})
+        return config

@@ -1,0 +1,154 @@
+"""MulT-style cross-modal attention over the modalities' sequences (Tsai et al., 2019)."""
+
+import keras
+from keras import ops
+
+from mmkeras.layers.pooling import MaskedMeanPooling
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class CrossModalBlock(keras.layers.Layer):
+    """Target positions attend to a source sequence; residuals and layer norms.
+
+    Args:
+        hidden_dim: int. Width of both sequences.
+        num_heads: int. Attention heads.
+        intermediate_dim: int. Width of the feed-forward layer.
+        dropout_rate: float. Dropout on attention and feed-forward outputs.
+    """
+
+    def __init__(self, hidden_dim, num_heads, intermediate_dim, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout_rate = dropout_rate
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads, hidden_dim // num_heads, dropout=dropout_rate, name="attention"
+        )
+        self.attention_norm = keras.layers.LayerNormalization(name="attention_norm")
+        self.feed_forward = keras.Sequential(
+            [
+                keras.layers.Dense(intermediate_dim, activation="gelu"),
+                keras.layers.Dense(hidden_dim),
+                keras.layers.Dropout(dropout_rate),
+            ],
+            name="feed_forward",
+        )
+        self.feed_forward_norm = keras.layers.LayerNormalization(name="feed_forward_norm")
+
+    def build(self, target_shape, source_shape, source_mask_shape=None):
+        self.attention.build(target_shape, source_shape)
+        self.attention_norm.build(target_shape)
+        self.feed_forward.build(target_shape)
+        self.feed_forward_norm.build(target_shape)
+
+    def call(self, target, source, source_mask, training=None):
+        # Every target position may look at the source's real positions only.
+        attention_mask = ops.repeat(ops.expand_dims(source_mask, 1), ops.shape(target)[1], axis=1)
+        attended = self.attention(target, source, attention_mask=attention_mask, training=training)
+        x = self.attention_norm(target + attended)
+        return self.feed_forward_norm(x + self.feed_forward(x, training=training))
+
+    def compute_output_shape(self, target_shape, source_shape, source_mask_shape=None):
+        return target_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class CrossModalAttentionFusion(keras.layers.Layer):
+    """Each modality's sequence attends to every other modality's sequence.
+
+    For each ordered pair (target, source), `num_layers` cross-modal blocks
+    let the target's positions attend to the source's (keys masked by the
+    source's padding mask), and the result is mean-pooled over the target's
+    real positions. The pairs' vectors are concatenated. Padded positions
+    cannot change the output; a missing modality (0 in `modality_mask`)
+    contributes zeros.
+
+    Call with `(sequences, masks)` lists and optionally `modality_mask`.
+
+    Args:
+        hidden_dim: int. Every sequence is projected to this width.
+        num_heads: int. Attention heads.
+        num_layers: int. Cross-modal blocks per pair.
+        intermediate_dim: int or None. Feed-forward width; 2 x hidden_dim.
+        dropout_rate: float. Dropout inside the blocks.
+    """
+
+    def __init__(self, hidden_dim=64, num_heads=4, num_layers=1, intermediate_dim=None, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.num_layers = num_layers
+        self.intermediate_dim = intermediate_dim or 2 * hidden_dim
+        self.dropout_rate = dropout_rate
+        self.pooling = MaskedMeanPooling(name="pooling")
+
+    def build(self, sequences_shape, masks_shape=None, modality_mask_shape=None):
+        sequence_shapes = sequences_shape
+        count = len(sequence_shapes)
+        self.pairs = [(t, s) for t in range(count) for s in range(count) if t != s]
+        self.projections = [keras.layers.Dense(self.hidden_dim, name=f"projection_{i}") for i in range(count)]
+        for projection, shape in zip(self.projections, sequence_shapes):
+            projection.build(shape)
+        self.blocks = {}
+        for target, source in self.pairs:
+            for layer in range(self.num_layers):
+                block = CrossModalBlock(
+                    self.hidden_dim,
+                    self.num_heads,
+                    self.intermediate_dim,
+                    self.dropout_rate,
+                    name=f"block_{target}_from_{source}_{layer}",
+                )
+                block.build(
+                    (None, sequence_shapes[target][1], self.hidden_dim),
+                    (None, sequence_shapes[source][1], self.hidden_dim),
+                )
+                self.blocks[(target, source, layer)] = block
+        # Keras tracks layers in lists, not in dicts keyed by tuples.
+        self._block_list = list(self.blocks.values())
+
+    def call(self, sequences, masks, modality_mask=None, training=None):
+        projected = [projection(x) for projection, x in zip(self.projections, sequences)]
+        masks = [ops.cast(mask, "bool") for mask in masks]
+        pooled = []
+        for target, source in self.pairs:
+            x = projected[target]
+            for layer in range(self.num_layers):
+                x = self.blocks[(target, source, layer)](x, projected[source], masks[source], training=training)
+            vector = self.pooling([x, masks[target]])
+            if modality_mask is not None:
+                both = modality_mask[:, target] * modality_mask[:, source]
+                vector = vector * ops.expand_dims(ops.cast(both, vector.dtype), -1)
+            pooled.append(vector)
+        return ops.concatenate(pooled, axis=-1)
+
+    def compute_output_shape(self, sequences_shape, masks_shape=None, modality_mask_shape=None):
+        count = len(sequences_shape)
+        return (sequences_shape[0][0], self.hidden_dim * count * (count - 1))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "num_layers": self.num_layers,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout_rate": self.dropout_rate,
+            }
+        )
+        return config

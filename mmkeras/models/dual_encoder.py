@@ -1,0 +1,191 @@
+"""A CLIP-style dual encoder for text-to-image and image-to-text retrieval."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from mmkeras.errors import SpecError
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class L2Normalize(keras.layers.Layer):
+    """Scales each vector to unit length."""
+
+    def call(self, x):
+        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ContrastiveSimilarity(keras.layers.Layer):
+    """Cosine similarities of every text with every image, times a learned scale.
+
+    The scale is `1 / temperature`, learned in log space from
+    `initial_temperature` and capped at 100, as in CLIP.
+
+    Args:
+        initial_temperature: float. Starting softmax temperature.
+    """
+
+    def __init__(self, initial_temperature=0.07, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_temperature = initial_temperature
+
+    def build(self, input_shape):
+        self.log_scale = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(1 / self.initial_temperature)),
+            name="log_scale",
+        )
+
+    def call(self, inputs):
+        text, image = inputs
+        scale = ops.exp(ops.minimum(self.log_scale, math.log(100.0)))
+        return scale * ops.matmul(text, ops.transpose(image))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[1][0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"initial_temperature": self.initial_temperature})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class DualEncoder(keras.Model):
+    """Two towers projected into one normalised space, trained contrastively.
+
+    Its output for a batch of pairs is the `[batch, batch]` matrix of scaled
+    similarities; the loss is the symmetric cross-entropy that asks each text
+    to pick its own image among the batch and each image its own text.
+    `encode_text` and `encode_image` map inputs to unit vectors for an index.
+
+    Args:
+        text_encoder: keras.Model. A text encoder from `mmkeras.layers`.
+        image_encoder: keras.Model. An image encoder from `mmkeras.layers`.
+        text_feature: str. Name of the text input.
+        image_feature: str. Name of the image input.
+        projection_dim: int. Width of the shared space.
+        initial_temperature: float. Starting temperature of the softmax.
+    """
+
+    def __init__(
+        self,
+        text_encoder,
+        image_encoder,
+        text_feature="text",
+        image_feature="image",
+        projection_dim=128,
+        initial_temperature=0.07,
+        **kwargs,
+    ):
+        text_input = keras.Input(shape=text_encoder.input["token_ids"].shape[1:], dtype="int32", name=text_feature)
+        image_input = keras.Input(shape=image_encoder.input["images"].shape[1:], name=image_feature)
+        text_pooled = text_encoder({"token_ids": text_input})["pooled"]
+        image_pooled = image_encoder({"images": image_input})["pooled"]
+        text_embedding = L2Normalize(name="text_embedding")(
+            keras.layers.Dense(projection_dim, name="text_projection")(text_pooled)
+        )
+        image_embedding = L2Normalize(name="image_embedding")(
+            keras.layers.Dense(projection_dim, name="image_projection")(image_pooled)
+        )
+        similarity = ContrastiveSimilarity(initial_temperature, name="similarity")(
+            [text_embedding, image_embedding]
+        )
+        super().__init__(
+            inputs={text_feature: text_input, image_feature: image_input}, outputs=similarity, **kwargs
+        )
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.text_feature = text_feature
+        self.image_feature = image_feature
+        self.projection_dim = projection_dim
+        self.initial_temperature = initial_temperature
+
+    def call(self, inputs, training=None, mask=None):
+        # Preprocessed rows also carry `modality_mask`; retrieval has no use for it.
+        inputs = {name: inputs[name] for name in (self.text_feature, self.image_feature)}
+        return super().call(inputs, training=training, mask=mask)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels = ops.arange(ops.shape(y_pred)[0])
+        text_to_image = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
+        image_to_text = keras.losses.sparse_categorical_crossentropy(
+            labels, ops.transpose(y_pred), from_logits=True
+        )
+        loss = (ops.mean(text_to_image) + ops.mean(image_to_text)) / 2
+        if self.losses:
+            loss = loss + ops.sum(self.losses)
+        return loss
+
+    def _tower(self, feature, embedding):
+        return keras.Model(self.input[feature], self.get_layer(embedding).output)
+
+    def encode_text(self, token_ids, batch_size=256):
+        """Unit vectors for a batch of token ids (a NumPy array)."""
+        return self._tower(self.text_feature, "text_embedding").predict(token_ids, batch_size=batch_size, verbose=0)
+
+    def encode_image(self, images, batch_size=256):
+        """Unit vectors for a batch of preprocessed images (a NumPy array)."""
+        return self._tower(self.image_feature, "image_embedding").predict(images, batch_size=batch_size, verbose=0)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "text_encoder": keras.layers.serialize(self.text_encoder),
+            "image_encoder": keras.layers.serialize(self.image_encoder),
+            "text_feature": self.text_feature,
+            "image_feature": self.image_feature,
+            "projection_dim": self.projection_dim,
+            "initial_temperature": self.initial_temperature,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["text_encoder"] = keras.layers.deserialize(config["text_encoder"])
+        config["image_encoder"] = keras.layers.deserialize(config["image_encoder"])
+        return cls(**config)
+
+
+def recall_at_k(text_embeddings, image_embeddings, ks=(1, 5, 10)):
+    """Retrieval recall over a whole index, where row i of each side is a pair.
+
+    Returns `{"text_to_image@k": ..., "image_to_text@k": ...}`: the fraction
+    of queries whose own pair is among the top k by cosine similarity.
+    """
+    similarity = np.asarray(text_embeddings) @ np.asarray(image_embeddings).T
+    own = np.diag(similarity)[:, None]
+    # Rank = how many candidates score strictly higher than the true pair.
+    text_rank = (similarity > own).sum(axis=1)
+    image_rank = (similarity.T > own).sum(axis=1)
+    results = {}
+    for k in ks:
+        results[f"text_to_image@{k}"] = float(np.mean(text_rank < k))
+        results[f"image_to_text@{k}"] = float(np.mean(image_rank < k))
+    return results
+
+
+def build_dual_encoder(spec, preprocessor, compile=True, optimizer="adam"):
+    """A DualEncoder for a spec with one text and one image feature, no target."""
+    from mmkeras.models.builder import build_encoder
+
+    texts = [f for f in spec.data.features if f.modality == "text"]
+    images = [f for f in spec.data.features if f.modality == "image"]
+    if len(texts) != 1 or len(images) != 1 or len(spec.data.features) != 2:
+        raise SpecError(
+            "data.features: a retrieval model needs exactly one text and one image feature."
+        )
+    model = DualEncoder(
+        build_encoder(texts[0], spec, preprocessor),
+        build_encoder(images[0], spec, preprocessor),
+        text_feature=texts[0].name,
+        image_feature=images[0].name,
+        projection_dim=spec.model.projection_dim,
+        name="dual_encoder",
+    )
+    if compile:
+        model.compile(optimizer=optimizer)
+    return model
