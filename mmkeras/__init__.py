@@ -2,6 +2,7 @@
 
 from mmkeras.data import build_preprocessor, check_spec, make_dataset
 from mmkeras.errors import BadRecordError, SpecError
+from mmkeras.models import build_dual_encoder, build_model
 from mmkeras.preprocessing import Preprocessor, load_preprocessor
 from mmkeras.spec import Spec
 

@@ -1,5 +1,6 @@
 """Shared fixtures: the real data folder and small specs written to tmp_path."""
 
+import functools
 import os
 
 import pytest
@@ -18,7 +19,11 @@ tf.config.set_logical_device_configuration(
 )
 
 
+@functools.lru_cache(maxsize=1)
 def two_cpu_strategy():
+    # One strategy per process: separate MirroredStrategy objects reuse
+    # collective instance keys, and a second model's gradient all-reduce then
+    # meets the first one's ("Shape mismatch in the collective instance").
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
@@ -57,9 +62,9 @@ def avmnist_spec(tmp_path_factory, data_root):
     return build_avmnist(str(tmp_path_factory.mktemp("avmnist")), data_root_dir=data_root)
 
 
-def write_spec(folder, data):
-    """Writes `{data: ...}` as spec.yaml in `folder` and loads it."""
+def write_spec(folder, data, model=None):
+    """Writes `{data: ..., model: ...}` as spec.yaml in `folder` and loads it."""
     path = os.path.join(folder, "spec.yaml")
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"data": data}, f)
+        yaml.safe_dump({"data": data, **({"model": model} if model else {})}, f)
     return Spec.from_yaml(path)

@@ -1,5 +1,7 @@
 """`build_model`: a spec and its preprocessor to a Functional Keras model."""
 
+import inspect
+
 import keras
 
 from mmkeras.errors import SpecError
@@ -65,38 +67,59 @@ def _derived_arguments(feature, kind, preprocessor, spec):
     return {"spectrogram_shape": (layer.num_frames, layer.num_mel_bins)}
 
 
+def _check_arguments(cls, arguments, where):
+    """Rejects arguments `cls` does not take, listing the ones it does."""
+    accepted = [
+        name
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise SpecError(
+            f"{where}: {cls.__name__} has no argument(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(accepted)}."
+        )
+
+
 def build_encoder(feature, spec, preprocessor):
     """The encoder the spec's `model.encoders` names for `feature`."""
     config = dict(spec.model.encoders.get(feature.name, {}))
     kind = config.pop("type", DEFAULT_ENCODER[feature.modality])
+    cls = ENCODERS[(feature.modality, kind)]
+    _check_arguments(cls, config, f"model.encoders.{feature.name}")
     arguments = {**_derived_arguments(feature, kind, preprocessor, spec), **config}
-    try:
-        return ENCODERS[(feature.modality, kind)](name=f"{feature.name}_encoder", **arguments)
-    except TypeError as error:
-        raise SpecError(f"model.encoders.{feature.name}: {error}") from None
+    return cls(name=f"{feature.name}_encoder", **arguments)
+
+
+FUSIONS = {
+    "concat": ConcatFusion,
+    "late": LateFusion,
+    "gated": GatedFusion,
+    "tensor": TensorFusion,
+    "low_rank_tensor": LowRankTensorFusion,
+    "cross_attention": CrossModalAttentionFusion,
+}
 
 
 def _fuse(fusion_config, encoded, modality_mask, num_outputs):
-    """Applies the spec's fusion; returns (fused vector, logits or None)."""
+    """Applies the spec's fusion. Late fusion fuses decisions: its fused
+    vector is the combined logits, and the head has nothing left to add."""
     config = dict(fusion_config)
     kind = config.pop("type")
-    rate = config.pop("modality_dropout", 0.0)
-    dropout = ModalityDropout(rate, name="modality_dropout")
-    try:
-        if kind == "cross_attention":
-            sequences, mask = dropout([e["sequence"] for e in encoded], modality_mask)
-            fusion = CrossModalAttentionFusion(name="fusion", **config)
-            return fusion(sequences, [e["sequence_mask"] for e in encoded], modality_mask=mask), None
-        pooled, mask = dropout([e["pooled"] for e in encoded], modality_mask)
-        if kind == "late":
-            logits = LateFusion(num_outputs, name="fusion", **config)(pooled, modality_mask=mask)
-            return ConcatFusion(name="late_fusion_inputs")(pooled), logits
-        if kind == "gated":
-            return GatedFusion(name="fusion", **config)(pooled, modality_mask=mask), None
-        layer = {"concat": ConcatFusion, "tensor": TensorFusion, "low_rank_tensor": LowRankTensorFusion}[kind]
-        return layer(name="fusion", **config)(pooled), None
-    except TypeError as error:
-        raise SpecError(f"model.fusion: {error}") from None
+    dropout = ModalityDropout(config.pop("modality_dropout", 0.0), name="modality_dropout")
+    cls = FUSIONS[kind]
+    _check_arguments(cls, config, "model.fusion")
+    if kind == "late":
+        config["num_outputs"] = num_outputs
+    fusion = cls(name="fusion", **config)
+    if kind == "cross_attention":
+        sequences, mask = dropout([e["sequence"] for e in encoded], modality_mask)
+        return fusion(sequences, [e["sequence_mask"] for e in encoded], modality_mask=mask)
+    pooled, mask = dropout([e["pooled"] for e in encoded], modality_mask)
+    if kind in ("late", "gated"):
+        return fusion(pooled, modality_mask=mask)
+    return fusion(pooled)
 
 
 def build_model(spec, preprocessor, compile=True, optimizer="adam"):
@@ -104,8 +127,8 @@ def build_model(spec, preprocessor, compile=True, optimizer="adam"):
 
     One input per feature (named after it) plus `modality_mask`; an encoder
     per feature (`{name}_encoder`), the fusion, a head. The fused vector is
-    the output of the layer named `fused_embedding`; the model's output is
-    `prediction`. Compiled with the loss and metrics of the target type
+    the output of the layer named `fused_embedding` (for late fusion, the
+    combined logits); the model's output is `prediction`. Compiled with the loss and metrics of the target type
     unless `compile=False`.
 
     Args:
@@ -132,10 +155,10 @@ def build_model(spec, preprocessor, compile=True, optimizer="adam"):
         build_encoder(f, spec, preprocessor)({ENCODER_INPUT[f.modality]: inputs[f.name]})
         for f in features
     ]
-    fused, logits = _fuse(spec.model.fusion, encoded, inputs[MODALITY_MASK], units)
+    fused = _fuse(spec.model.fusion, encoded, inputs[MODALITY_MASK], units)
     fused = keras.layers.Identity(name=FUSED_EMBEDDING)(fused)
-    if logits is not None:
-        prediction = keras.layers.Activation(activation or "linear", name=PREDICTION)(logits)
+    if spec.model.fusion["type"] == "late":
+        prediction = keras.layers.Activation(activation or "linear", dtype="float32", name=PREDICTION)(fused)
     else:
         x = fused
         head = spec.model.head

