@@ -45,24 +45,66 @@ def _print_check(results, spec):
 
 def cmd_quickstart(args):
     from mmkeras.data import build_preprocessor, check_spec
-    from mmkeras.datasets import build_avmnist, build_emoji, build_quickstart
+    from mmkeras.datasets import DATA_ENV
+    from mmkeras.quickstart import build_dataset, train_and_compare
 
-    output_dir = args.output_dir or os.path.join("quickstart_data", args.dataset)
-    print(f"Writing the {args.dataset} dataset to {output_dir} ...")
-    if args.dataset == "quickstart":
-        spec = build_quickstart(output_dir, num_rows=args.rows, seed=args.seed)
-    elif args.dataset == "avmnist":
-        spec = build_avmnist(output_dir, seed=args.seed)
-    else:
-        spec = build_emoji(output_dir, seed=args.seed)
-    print(f"Spec: {os.path.join(output_dir, 'spec.yaml')}")
-    results = check_spec(spec)
-    if _print_check(results, spec):
+    dataset = args.dataset or ("avmnist" if os.environ.get(DATA_ENV) else "quickstart")
+    data_dir = os.path.join(args.output_dir, "data", dataset)
+    print(f"Writing the {dataset} dataset to {data_dir} ...")
+    spec = build_dataset(dataset, data_dir, rows=args.rows, seed=args.seed)
+    print(f"Spec: {os.path.join(data_dir, 'spec.yaml')}")
+    if _print_check(check_spec(spec), spec):
         return 1
     preprocessor = build_preprocessor(spec, progress=False)
     _summarize_batch(spec, preprocessor)
-    if preprocessor.target is not None:
-        print(f"Labels: {', '.join(preprocessor.target.labels)}")
+    print(f"Labels: {', '.join(preprocessor.target.labels)}")
+    if args.data_only:
+        return 0
+    runs = os.path.join(args.output_dir, "runs", dataset)
+    table = train_and_compare(spec, runs, epochs=args.epochs)
+    print("\nTest accuracy, the fused model against each modality alone:")
+    for name, row in table.items():
+        print(f"  {name:<24} {row['accuracy']:.3f}   {row['run_dir']}")
+    print(f"\nTensorBoard:  tensorboard --logdir {runs}")
+    print(f"Evaluate:     mmkeras evaluate {table['fused']['run_dir']}")
+    print(f"Predict:      mmkeras predict {table['fused']['run_dir']} --data {spec.resolve(spec.data.test)}")
+    return 0
+
+
+def cmd_train(args):
+    from mmkeras.training import train
+    from mmkeras.training.run import summarize
+
+    spec = _load_spec(args.spec)
+    if args.epochs:
+        spec.train.epochs = args.epochs
+    output_dir = args.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
+    result = train(spec, output_dir, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
+    print(f"Run folder: {output_dir}")
+    print(f"Validation: {summarize(result.metrics)}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(output_dir, 'logs')}")
+    return 0
+
+
+def cmd_evaluate(args):
+    from mmkeras.evaluation import evaluate_run
+
+    report = evaluate_run(args.run_dir, data=args.data, split=args.split, output_dir=args.output_dir)
+    for name in ("accuracy", "macro_f1", "roc_auc", "micro_f1", "mae", "rmse"):
+        if name in report:
+            print(f"{name:<12} {report[name]:.4f}")
+    print("Modality ablation:")
+    for name, values in report["modality_ablation"].items():
+        print(f"  {name:<24} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    print(f"Metrics and plots: {report['output_dir']}")
+    return 0
+
+
+def cmd_predict(args):
+    from mmkeras.evaluation import predict_run
+
+    output = predict_run(args.run_dir, args.data, args.output)
+    print(f"Predictions: {output}")
     return 0
 
 
@@ -119,23 +161,67 @@ def build_parser():
 
     quickstart = commands.add_parser(
         "quickstart",
-        help="generate a small dataset, check it and build its input pipeline",
-        description="Generate the quickstart dataset (PNG images, WAV clips and "
-        "captions whose label needs both picture and sound; no download), or "
-        "build AV-MNIST / emoji from $MMKERAS_DATA, run the bad-record check "
-        "on it and show one batch of the tf.data pipeline.",
+        help="build a dataset, train a fused model and each modality alone, compare",
+        description="Build a dataset (the generated quickstart set of PNG pictures, "
+        "WAV tones and captions whose label needs picture and sound together, "
+        "or AV-MNIST when $MMKERAS_DATA points at the real data), check every "
+        "row, train the fused model and one model per modality, and print "
+        "their test accuracy side by side.",
     )
     quickstart.add_argument(
         "--dataset",
         choices=QUICKSTART_DATASETS,
-        default="quickstart",
-        help="quickstart (generated, the default), or avmnist / emoji built "
-        "from the real data in $MMKERAS_DATA",
+        help="quickstart (generated), avmnist (degraded, from $MMKERAS_DATA) or "
+        "emoji; default: avmnist when $MMKERAS_DATA is set, else quickstart",
     )
-    quickstart.add_argument("--output-dir", help="where to write (default quickstart_data/DATASET)")
+    quickstart.add_argument("--data-only", action="store_true", help="stop after writing and checking the data")
+    quickstart.add_argument("--output-dir", default="quickstart", help="where data and runs go (default quickstart/)")
     quickstart.add_argument("--rows", type=int, default=600, help="rows of the generated dataset")
+    quickstart.add_argument("--epochs", type=int, help="override the spec's epochs")
     quickstart.add_argument("--seed", type=int, default=0, help="random seed")
     quickstart.set_defaults(run=cmd_quickstart)
+
+    train = commands.add_parser(
+        "train",
+        help="train the model a spec describes",
+        description="Check the data, learn vocabularies and labels on the training "
+        "split, train under the spec's tf.distribute strategy with TensorBoard "
+        "logging and checkpoints, and write a run folder (spec, preprocessor, "
+        "model.keras, checkpoints, history, metrics, logs). Run the same command "
+        "again after a crash or kill and it resumes from the last finished epoch.",
+    )
+    train.add_argument("spec", help="the spec YAML file")
+    train.add_argument("--output-dir", help="the run folder (default runs/SPEC_NAME)")
+    train.add_argument("--epochs", type=int, help="override train.epochs")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run in the folder")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics, plots and a modality ablation for a run",
+        description="Evaluate a run folder on its test split (or validation, or "
+        "--data): metrics for the target type (per-class precision/recall/F1 "
+        "and confusion matrix; ROC and precision-recall for binary; MAE/RMSE "
+        "for numeric) as JSON and PNG, and the same metric with each modality "
+        "masked in turn.",
+    )
+    evaluate.add_argument("run_dir", help="a folder written by mmkeras train")
+    evaluate.add_argument("--data", help="a manifest to evaluate on instead of the spec's split")
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"), help="the spec's split")
+    evaluate.add_argument("--output-dir", help="where to write (default RUN/evaluation/SPLIT)")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="add predictions to the rows of a manifest",
+        description="Write the rows of a CSV/JSONL manifest with the run's "
+        "predictions (label and probability, per-class probabilities, or the "
+        "value) added; unreadable rows get an `error` column instead.",
+    )
+    predict.add_argument("run_dir", help="a folder written by mmkeras train")
+    predict.add_argument("--data", required=True, help="the manifest to predict")
+    predict.add_argument("--output", help="the CSV to write (default DATA.predictions.csv)")
+    predict.set_defaults(run=cmd_predict)
 
     data = commands.add_parser(
         "data",
@@ -172,15 +258,32 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    from mmkeras.data.manifest import BadValue
-    from mmkeras.errors import BadRecordError, SpecError
+CPU_DEVICES_ENV = "MMKERAS_CPU_DEVICES"
 
+
+def _split_cpu():
+    """Splits the CPU into N logical devices when $MMKERAS_CPU_DEVICES says so,
+    so MirroredStrategy can be tried (and tested) without GPUs."""
+    count = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
+    if count > 1:
+        import tensorflow as tf
+
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * count
+        )
+
+
+def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _split_cpu()
+    from mmkeras.data.manifest import BadValue
+    from mmkeras.errors import BadRecordError, SpecError
+    from mmkeras.training.callbacks import TrainingError
+
     try:
         return args.run(args)
-    except (SpecError, BadRecordError, BadValue) as error:
+    except (SpecError, BadRecordError, BadValue, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

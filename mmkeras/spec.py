@@ -32,6 +32,8 @@ ENCODER_TYPES = {
 }
 FUSION_TYPES = ("concat", "late", "gated", "tensor", "low_rank_tensor", "cross_attention")
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+SCHEDULES = ("constant", "cosine", "exponential")
 
 
 def _require(condition, where, message):
@@ -445,6 +447,67 @@ class ModelSpec:
 
 
 @dataclasses.dataclass
+class TrainSpec:
+    """How to train: epochs, optimizer, schedule, callbacks and distribution.
+
+    The global batch size is `data.batch_size` (it shapes the pipeline).
+
+    Args:
+        epochs: int. Passes over the training split.
+        optimizer: str. A Keras optimizer name (adam, adamw, sgd, ...).
+        learning_rate: float. Initial learning rate.
+        schedule: str. "constant", "cosine" (decay to 0 over the run) or
+            "exponential" (x0.5 every `epochs / 4` epochs).
+        warmup_epochs: float. Linear warm-up before the schedule.
+        early_stopping_patience: int or None. Stop after this many epochs
+            without a better validation loss; None never stops early.
+        class_weight: str, dict or None. "auto" weights classes by inverse
+            frequency; or `{label: weight}`.
+        mixed_precision: str. "auto" (mixed_float16 on a GPU), "on" or "off".
+        strategy: str. "auto", "default", "mirrored" or "multi_worker".
+        seed: int. Seeds weights, dropout and the pipeline.
+        tensorboard_examples: int. Validation rows shown each epoch.
+        profile_batches: list or None. `[first, last]` batches to profile.
+    """
+
+    epochs: int = 10
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    early_stopping_patience: Optional[int] = None
+    class_weight: Optional[object] = None
+    mixed_precision: str = "auto"
+    strategy: str = "auto"
+    seed: int = 1337
+    tensorboard_examples: int = 16
+    profile_batches: Optional[list] = None
+    where: str = dataclasses.field(default="train", repr=False, compare=False)
+
+    def __post_init__(self):
+        _positive_number(self.epochs, self.where, "epochs")
+        _positive_number(self.learning_rate, self.where, "learning_rate")
+        _require(self.schedule in SCHEDULES, self.where, f"`schedule` must be one of {', '.join(SCHEDULES)}.")
+        _require(self.strategy in STRATEGIES, self.where, f"`strategy` must be one of {', '.join(STRATEGIES)}.")
+        _require(
+            self.mixed_precision in ("auto", "on", "off"),
+            self.where,
+            "`mixed_precision` must be auto, on or off.",
+        )
+        _require(
+            self.class_weight in (None, "auto") or isinstance(self.class_weight, dict),
+            self.where,
+            "`class_weight` must be auto or a mapping {label: weight}.",
+        )
+        _require(
+            self.profile_batches is None
+            or (isinstance(self.profile_batches, list) and len(self.profile_batches) == 2),
+            self.where,
+            "`profile_batches` must be [first, last], e.g. [10, 20].",
+        )
+
+
+@dataclasses.dataclass
 class Spec:
     """The whole spec, as loaded from YAML.
 
@@ -457,18 +520,20 @@ class Spec:
 
     data: DataSpec
     model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
+    train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
     base_dir: str = "."
 
     @classmethod
     def from_dict(cls, mapping, base_dir="."):
         _require(isinstance(mapping, dict), "spec", "the spec must be a mapping.")
         _require("data" in mapping, "spec", "missing the `data:` section.")
-        unknown = set(mapping) - {"data", "model"}
+        unknown = set(mapping) - {"data", "model", "train"}
         _require(not unknown, "spec", f"unknown section(s): {', '.join(sorted(unknown))}.")
         data = _from_mapping(DataSpec, mapping["data"], "data")
         model = _from_mapping(ModelSpec, mapping.get("model") or {}, "model")
         model.check_features(data.features)
-        return cls(data=data, model=model, base_dir=os.path.abspath(base_dir))
+        train = _from_mapping(TrainSpec, mapping.get("train") or {}, "train")
+        return cls(data=data, model=model, train=train, base_dir=os.path.abspath(base_dir))
 
     @classmethod
     def from_yaml(cls, path):
@@ -495,9 +560,19 @@ class Spec:
 
         return clean(self)
 
-    def to_yaml(self, path):
+    def to_yaml(self, path, absolute_paths=False):
+        """Writes the spec; `absolute_paths` makes the copy work from any folder."""
+        mapping = self.to_dict()
+        if absolute_paths:
+            data = mapping["data"]
+            for key in ("train", "validation", "test", "cache"):
+                if data.get(key) and data.get(key) != "memory":
+                    data[key] = self.resolve(data[key])
+            for feature in data["features"]:
+                if feature.get("tokenizer"):
+                    feature["tokenizer"] = self.resolve(feature["tokenizer"])
         with open(path, "w", encoding="utf-8") as f:
-            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+            yaml.safe_dump(mapping, f, sort_keys=False)
 
     def resolve(self, path):
         """Resolves a path written in the spec against the spec's folder."""

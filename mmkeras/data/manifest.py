@@ -101,20 +101,24 @@ class Manifest:
         }
 
 
-def read_manifest(path, spec):
-    """Reads the columns that `spec` needs from a CSV or JSONL manifest."""
+def read_rows(path):
+    """All columns of a CSV or JSONL manifest: (header, rows as dicts, lines)."""
     if not os.path.exists(path):
         raise SpecError(f"manifest {path} does not exist. Check the path in the spec.")
     extension = os.path.splitext(path)[1].lower()
     if extension == ".csv":
-        header, rows, lines = _read_csv(path)
-    elif extension in (".jsonl", ".json"):
-        header, rows, lines = _read_jsonl(path)
-    else:
-        raise SpecError(
-            f"{path}: unknown manifest type `{extension}`; use .csv, .jsonl, "
-            "or a TFRecord glob ending in .tfrecord."
-        )
+        return _read_csv(path)
+    if extension in (".jsonl", ".json"):
+        return _read_jsonl(path)
+    raise SpecError(
+        f"{path}: unknown manifest type `{extension}`; use .csv, .jsonl, "
+        "or a TFRecord glob ending in .tfrecord."
+    )
+
+
+def read_manifest(path, spec):
+    """Reads the columns that `spec` needs from a CSV or JSONL manifest."""
+    header, rows, lines = read_rows(path)
     data = spec.data
     wanted = {f.column: f"data.features[{f.name}].column" for f in data.features}
     if data.target is not None:

@@ -52,12 +52,13 @@ def write_wav(path, samples, sample_rate):
         f.writeframes(samples.tobytes())
 
 
-def write_spec(path, data):
-    """Writes a spec with the given `data:` section and loads it back."""
+def write_spec(path, data, model=None, train=None):
+    """Writes a spec with the given sections and loads it back."""
     import yaml
 
     from mmkeras.spec import Spec
 
+    sections = {"data": data, "model": model, "train": train}
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"data": data}, f, sort_keys=False)
+        yaml.safe_dump({k: v for k, v in sections.items() if v}, f, sort_keys=False)
     return Spec.from_yaml(path)

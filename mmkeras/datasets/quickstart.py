@@ -105,4 +105,14 @@ def build_quickstart(output_dir, num_rows=600, seed=0):
             "cache": "memory",
             "seed": seed,
         },
+        model={
+            "encoders": {
+                "caption": {"type": "lstm", "embedding_dim": 16, "units": 16},
+                "image": {"type": "cnn", "filters": [16, 32]},
+                "audio": {"type": "spectrogram_cnn", "filters": [16, 32]},
+            },
+            "fusion": {"type": "concat", "projection_dim": 32},
+            "head": {"hidden_dims": [64], "dropout_rate": 0.2},
+        },
+        train={"epochs": 12, "learning_rate": 0.003, "seed": seed},
     )

@@ -25,8 +25,10 @@ class SpectrogramCNNEncoder(keras.Model):
         name = kwargs.get("name") or "spectrogram_cnn_encoder"
         audio = keras.Input(shape=tuple(spectrogram_shape), name="audio")
         x = keras.layers.Reshape((*spectrogram_shape, 1), name=f"{name}_channel")(audio)
-        # Normalise per recording level: log-mel values sit far from zero.
-        x = keras.layers.BatchNormalization(name=f"{name}_input_bn")(x)
+        # Standardise each spectrogram by its own statistics: log-mel values
+        # sit far from zero and recording levels differ; no moving averages
+        # means no gap between training and inference.
+        x = keras.layers.LayerNormalization(axis=[1, 2, 3], name=f"{name}_input_norm")(x)
         feature_map = conv_blocks(x, filters, kernel_size, dropout_rate, name)
         steps, bands, channels = feature_map.shape[1:]
         sequence = keras.layers.Reshape((steps, bands * channels), name=f"{name}_time_steps")(feature_map)

@@ -1,0 +1,42 @@
+"""Callbacks that keep a run's work safe."""
+
+import math
+
+import keras
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on a problem; the message says what and what was kept."""
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss and says which checkpoint is good.
+
+    Keras's own TerminateOnNaN stops silently; this one records where it
+    happened, so `train` can fail with a message naming the last good
+    checkpoint (written at the end of the last finished epoch) and the usual
+    fixes.
+
+    Args:
+        last_checkpoint: str. The path of the last-epoch checkpoint.
+    """
+
+    def __init__(self, last_checkpoint):
+        super().__init__()
+        self.last_checkpoint = last_checkpoint
+        self.failure = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = (
+                f"the loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}; "
+                f"training stopped. The last good checkpoint is {self.last_checkpoint} "
+                "(written at the end of the last finished epoch). Lower train.learning_rate, "
+                "add warmup_epochs, or check the data for extreme values."
+            )
+            self.model.stop_training = True

@@ -1,0 +1,178 @@
+"""TensorBoard beyond loss curves: what the model gets right and wrong, and why.
+
+Every epoch, on a fixed sample of validation rows: the confusion matrix (or
+predicted-vs-true scatter for a numeric target) as an image, a grid of
+examples (picture or spectrogram, caption, true vs predicted), a few audio
+clips, and the worst misclassified rows as a table. At the end: the
+embeddings projector on the fused embedding (sprites and label/text
+metadata) and the hparams plugin (spec hyperparameters and final metrics).
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins import projector
+from tensorboard.plugins.hparams import api as hparams_api
+
+from mmkeras.models.builder import FUSED_EMBEDDING
+from mmkeras.reporting.metrics import confusion_matrix
+from mmkeras.reporting.plots import confusion_matrix_figure, examples_figure, scatter_figure, sprite_image
+
+EXAMPLES_DIR = "examples"
+SPRITE_SIZE = 32
+
+
+def _image_summary(name, png, step):
+    tf.summary.image(name, tf.io.decode_png(png)[tf.newaxis], step=step)
+
+
+class DataSummaries(keras.callbacks.Callback):
+    """Writes the per-epoch pictures and, at the end, the projector.
+
+    Args:
+        log_dir: str. The run's TensorBoard folder.
+        sample: RowSample. The rows to show.
+        spec: Spec. Names the features and the target.
+        labels: list or None. Class names of a classification target.
+        num_examples: int. Rows in the example grid.
+    """
+
+    def __init__(self, log_dir, sample, spec, labels, num_examples=16):
+        super().__init__()
+        self.log_dir = log_dir
+        self.sample = sample
+        self.spec = spec
+        self.labels = labels
+        self.num_examples = min(num_examples, len(sample))
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, EXAMPLES_DIR))
+        self.target_type = spec.data.target.type if spec.data.target else None
+
+    def _picture_feature(self):
+        for modality in ("image", "audio"):
+            for feature in self.spec.data.features:
+                if feature.modality == modality:
+                    return feature.name
+        return None
+
+    def _predicted_labels(self, predictions):
+        if self.target_type == "categorical":
+            return predictions.argmax(axis=1), predictions.max(axis=1)
+        if self.target_type == "binary":
+            positive = predictions.reshape(-1)
+            return (positive >= 0.5).astype(int), np.where(positive >= 0.5, positive, 1 - positive)
+        return None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        predictions = np.asarray(self.model.predict(self.sample.inputs, batch_size=256, verbose=0))
+        predicted, confidence = self._predicted_labels(predictions)
+        true = self.sample.targets
+        with self.writer.as_default():
+            if predicted is not None:
+                matrix = confusion_matrix(true.astype(int), predicted, len(self.labels))
+                _image_summary("confusion_matrix", confusion_matrix_figure(matrix, self.labels, f"Epoch {epoch + 1}"), epoch)
+                self._write_worst(predicted, confidence, epoch)
+            elif self.target_type == "numeric":
+                _image_summary("predicted_vs_true", scatter_figure(true, predictions.reshape(-1)), epoch)
+            self._write_examples(predictions, predicted, confidence, epoch)
+        self.writer.flush()
+
+    def _title(self, index, predictions, predicted, confidence):
+        true_text = self.sample.raw_targets[index]
+        if predicted is None:
+            value = predictions[index]
+            shown = ", ".join(f"{v:.2f}" for v in np.ravel(value)[:4])
+            return f"true {true_text} | pred {shown}"
+        guess = self.labels[predicted[index]]
+        mark = "✓" if guess == true_text else "✗"
+        return f"{mark} true {true_text} | pred {guess} ({confidence[index]:.2f})"
+
+    def _write_examples(self, predictions, predicted, confidence, epoch):
+        feature = self._picture_feature()
+        count = self.num_examples
+        titles = [self._title(i, predictions, predicted, confidence) for i in range(count)]
+        captions = None
+        text_features = list(self.sample.texts)
+        if text_features:
+            captions = self.sample.texts[text_features[0]][:count]
+        if feature is not None:
+            pictures = self.sample.inputs[feature][:count]
+            _image_summary("examples", examples_figure(pictures, titles, captions), epoch)
+        else:
+            rows = [f"| {t} | {c} |" for t, c in zip(titles, captions or [""] * count)]
+            tf.summary.text("examples", "\n".join(["| prediction | text |", "|---|---|", *rows]), step=epoch)
+        for name, waveforms in self.sample.waveforms.items():
+            rate = self.spec.data.features[[f.name for f in self.spec.data.features].index(name)].sample_rate
+            tf.summary.audio(
+                f"{name}_clips", waveforms[:3, :, np.newaxis], rate, step=epoch, max_outputs=3,
+                description=" / ".join(titles[:3]),
+            )
+
+    def _write_worst(self, predicted, confidence, epoch, count=10):
+        wrong = np.flatnonzero(predicted != self.sample.targets.astype(int))
+        worst = wrong[np.argsort(-confidence[wrong])][:count]
+        lines = ["| row | true | predicted | confidence |", "|---|---|---|---|"]
+        for index in worst:
+            lines.append(
+                f"| {self.sample.keys[index]} | {self.sample.raw_targets[index]} | "
+                f"{self.labels[predicted[index]]} | {confidence[index]:.3f} |"
+            )
+        if not len(worst):
+            lines.append("| (none misclassified) | | | |")
+        tf.summary.text("worst_misclassified", "\n".join(lines), step=epoch)
+
+    def on_train_end(self, logs=None):
+        write_projector(self.log_dir, self.model, self.sample, self._picture_feature())
+
+
+def write_projector(log_dir, model, sample, picture_feature, max_rows=1000):
+    """The fused embedding of the sample rows, for TensorBoard's projector."""
+    embed = keras.Model(model.input, model.get_layer(FUSED_EMBEDDING).output)
+    inputs = {name: value[:max_rows] for name, value in sample.inputs.items()}
+    embeddings = np.asarray(embed.predict(inputs, batch_size=256, verbose=0))
+    count = len(embeddings)
+    text = next(iter(sample.texts.values()), None)
+    with open(os.path.join(log_dir, "metadata.tsv"), "w", encoding="utf-8") as f:
+        f.write("label\ttext\trow\n")
+        for i in range(count):
+            caption = (text[i] if text else "").replace("\t", " ").replace("\n", " ")
+            f.write(f"{sample.raw_targets[i]}\t{caption}\t{sample.keys[i]}\n")
+    config = projector.ProjectorConfig()
+    embedding = config.embeddings.add()
+    embedding.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    embedding.metadata_path = "metadata.tsv"
+    if picture_feature is not None:
+        with open(os.path.join(log_dir, "sprite.png"), "wb") as f:
+            f.write(sprite_image(sample.inputs[picture_feature][:count], SPRITE_SIZE))
+        embedding.sprite.image_path = "sprite.png"
+        embedding.sprite.single_image_dim.extend([SPRITE_SIZE, SPRITE_SIZE])
+    tf.train.Checkpoint(embedding=tf.Variable(embeddings)).save(os.path.join(log_dir, "embedding.ckpt"))
+    projector.visualize_embeddings(log_dir, config)
+
+
+def write_hparams(log_dir, spec, metrics):
+    """The spec's hyperparameters and the final metrics, for the hparams plugin."""
+    fusion = spec.model.fusion
+    values = {
+        "fusion": fusion["type"],
+        "modality_dropout": float(fusion.get("modality_dropout", 0.0)),
+        "modalities": ",".join(f.modality for f in spec.data.features),
+        "batch_size": spec.data.batch_size,
+        "epochs": spec.train.epochs,
+        "optimizer": spec.train.optimizer,
+        "learning_rate": spec.train.learning_rate,
+        "schedule": spec.train.schedule,
+    }
+    for name, encoder in spec.model.encoders.items():
+        values[f"encoder_{name}"] = encoder.get("type", "default")
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, "hparams"))
+    with writer.as_default():
+        hparams_api.hparams_config(
+            hparams=[hparams_api.HParam(name) for name in values],
+            metrics=[hparams_api.Metric(f"final/{name}", display_name=name) for name in metrics],
+        )
+        hparams_api.hparams(values)
+        for name, value in metrics.items():
+            tf.summary.scalar(f"final/{name}", value, step=0)
+    writer.flush()
