@@ -254,11 +254,12 @@ def test_cli_data_check_reports_and_fails(bad_spec):
 
 
 def test_cli_quickstart_and_to_tfrecord(tmp_path):
-    result = _mmkeras("quickstart", "--output-dir", str(tmp_path / "qs"), "--rows", "40")
+    result = _mmkeras("quickstart", "--dataset", "quickstart", "--data-only", "--output-dir", str(tmp_path / "qs"), "--rows", "40")
     assert result.returncode == 0, result.stderr
     assert re.search(r"image\s+\(\d+, 32, 32, 3\)\s+float32", result.stdout)
     assert "circle_high, circle_low, square_high, square_low" in result.stdout
-    result = _mmkeras("data", "to-tfrecord", str(tmp_path / "qs" / "spec.yaml"), "--output-dir", str(tmp_path / "records"), "--num-shards", "2")
+    spec_path = str(tmp_path / "qs" / "data" / "quickstart" / "spec.yaml")
+    result = _mmkeras("data", "to-tfrecord", spec_path, "--output-dir", str(tmp_path / "records"), "--num-shards", "2")
     assert result.returncode == 0, result.stderr
     check = _mmkeras("data", "check", str(tmp_path / "records" / "spec.yaml"), "--quiet")
     assert check.returncode == 0, check.stdout + check.stderr

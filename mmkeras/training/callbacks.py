@@ -40,3 +40,28 @@ class NaNGuard(keras.callbacks.Callback):
                 "add warmup_epochs, or check the data for extreme values."
             )
             self.model.stop_training = True
+
+
+def _finite_loss(logs):
+    loss = (logs or {}).get("loss")
+    return loss is None or math.isfinite(float(loss))
+
+
+class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that never overwrites a good file with a diverged model.
+
+    When a NaN loss stops an epoch early, Keras still ends the epoch and
+    would save the broken weights as `last`; this keeps the previous file.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite_loss(logs):
+            super().on_epoch_end(epoch, logs)
+
+
+class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that does not back up a diverged model to resume from."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite_loss(logs):
+            super().on_epoch_end(epoch, logs)

@@ -38,7 +38,7 @@ from mmkeras.models.builder import build_model
 from mmkeras.models.dual_encoder import build_dual_encoder
 from mmkeras.models.heads import compile_for_target
 from mmkeras.preprocessing.preprocessor import load_preprocessor
-from mmkeras.training.callbacks import NaNGuard, TrainingError
+from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard, TrainingError
 from mmkeras.training.multi_worker import fit_multi_worker
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -199,13 +199,13 @@ def train(spec, output_dir, overwrite=False, verbose=1):
     monitor = "val_loss" if has_validation else "loss"
     nan_guard = NaNGuard(paths.last)
     callbacks = [
-        keras.callbacks.BackupAndRestore(paths.backup, delete_checkpoint=True),
+        FiniteBackupAndRestore(paths.backup, delete_checkpoint=True),
         nan_guard,
-        keras.callbacks.ModelCheckpoint(
+        FiniteModelCheckpoint(
             paths.best, monitor=monitor, save_best_only=True,
             initial_value_threshold=_best_so_far(paths.history, monitor),
         ),
-        keras.callbacks.ModelCheckpoint(paths.last),
+        FiniteModelCheckpoint(paths.last),
         keras.callbacks.CSVLogger(paths.history, append=True),
         keras.callbacks.TensorBoard(
             paths.logs,
@@ -232,7 +232,6 @@ def train(spec, output_dir, overwrite=False, verbose=1):
             train_data,
             validation_data=validation_data,
             epochs=spec.train.epochs,
-            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             class_weight=_class_weight(spec, preprocessor),
             verbose=verbose,

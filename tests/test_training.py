@@ -1,0 +1,316 @@
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mmkeras.datasets import build_avmnist, build_quickstart
+from mmkeras.spec import Spec
+from mmkeras.training import TrainingError, train
+from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
+
+SMALL_MODEL = {
+    "encoders": {
+        "caption": {"type": "lstm", "embedding_dim": 8, "units": 8},
+        "image": {"type": "cnn", "filters": [8, 16]},
+        "audio": {"type": "spectrogram_cnn", "filters": [8, 16]},
+    },
+    "fusion": {"type": "concat", "projection_dim": 16},
+    "head": {"hidden_dims": [32], "dropout_rate": 0.1},
+}
+
+
+def _write(spec_path, **train):
+    spec = Spec.from_yaml(spec_path)
+    mapping = spec.to_dict()
+    mapping["model"] = SMALL_MODEL
+    mapping["train"].update(train)
+    import yaml
+
+    path = spec_path.replace("spec.yaml", f"spec_{abs(hash(json.dumps(train, sort_keys=True)))}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(mapping, f)
+    return path
+
+
+def _mmkeras(*args, env=None, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def quickstart_dir(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("quickstart"))
+    build_quickstart(folder, num_rows=400)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(quickstart_dir, tmp_path_factory):
+    spec = Spec.from_yaml(_write(os.path.join(quickstart_dir, "spec.yaml"), epochs=6, profile_batches=[2, 4]))
+    run_dir = str(tmp_path_factory.mktemp("run") / "fused")
+    return train(spec, run_dir, verbose=0)
+
+
+def _accumulator(folder):
+    accumulator = EventAccumulator(folder, size_guidance={"tensors": 0, "scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_run_folder_is_complete(trained_run):
+    run = trained_run.run_dir
+    for name in ("spec.yaml", "preprocessor.json", "model.keras", "checkpoints/best.keras", "checkpoints/last.keras", "history.csv", "metrics.json"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert not os.path.exists(os.path.join(run, "backup"))  # removed once the run finished
+    rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
+    assert [int(r["epoch"]) for r in rows] == list(range(6))
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert metrics["accuracy"] >= 0.8  # the fused model sees shape and pitch
+    # The spec copy is usable from anywhere: its paths are absolute.
+    assert os.path.isabs(Spec.from_yaml(os.path.join(run, "spec.yaml")).data.train)
+
+
+def test_tensorboard_shows_scalars_pictures_text_audio_projector_hparams_profile(trained_run):
+    logs = os.path.join(trained_run.run_dir, "logs")
+    train_scalars = _accumulator(os.path.join(logs, "train"))
+    losses = [e.tensor_proto.float_val[0] if e.tensor_proto.float_val else float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0]) for e in train_scalars.Tensors("epoch_loss")]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert "epoch_learning_rate" in train_scalars.Tags()["tensors"]
+    assert "epoch_accuracy" in _accumulator(os.path.join(logs, "validation")).Tags()["tensors"]
+
+    examples = _accumulator(os.path.join(logs, "examples"))
+    tags = examples.Tags()["tensors"]
+    assert {"confusion_matrix", "examples", "worst_misclassified", "audio_clips"} <= set(tags)
+    plugins = {tag: examples.SummaryMetadata(tag).plugin_data.plugin_name for tag in tags}
+    assert plugins["confusion_matrix"] == "images" and plugins["examples"] == "images"
+    assert plugins["worst_misclassified"] == "text" and plugins["audio_clips"] == "audio"
+    confusion = examples.Tensors("confusion_matrix")
+    assert len(confusion) == 6  # one per epoch
+    width, height = (int(v) for v in confusion[-1].tensor_proto.string_val[:2])
+    assert width > 100 and height > 100
+    table = examples.Tensors("worst_misclassified")[-1].tensor_proto.string_val[0].decode()
+    assert table.startswith("| row | true | predicted | confidence |")
+
+    assert "projector_config.pbtxt" in os.listdir(logs)
+    metadata = open(os.path.join(logs, "metadata.tsv")).read().splitlines()
+    assert metadata[0] == "label\ttext\trow" and len(metadata) > 10
+    assert os.path.getsize(os.path.join(logs, "sprite.png")) > 1000
+    hparams = _accumulator(os.path.join(logs, "hparams"))
+    assert any(
+        hparams.SummaryMetadata(tag).plugin_data.plugin_name == "hparams" for tag in hparams.Tags()["tensors"]
+    )
+    assert "final/accuracy" in hparams.Tags()["tensors"]
+    profiles = os.path.join(logs, "train", "plugins", "profile")
+    assert os.path.isdir(profiles) and os.listdir(profiles)
+
+
+def test_evaluate_writes_metrics_plots_and_ablation(trained_run, tmp_path):
+    result = _mmkeras("evaluate", trained_run.run_dir, "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.load(open(tmp_path / "metrics.json"))
+    assert report["accuracy"] >= 0.8
+    assert set(report["per_class"]) == {"circle_high", "circle_low", "square_high", "square_low"}
+    assert np.array(report["confusion_matrix"]).sum() == report["rows"]
+    ablation = report["modality_ablation"]
+    assert set(ablation) == {"all modalities", "without caption", "without image", "without audio"}
+    # Shape and pitch both matter: masking either picture or sound costs accuracy.
+    assert ablation["without audio"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.2
+    assert ablation["without image"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.1
+    for plot in ("confusion_matrix.png", "per_class_f1.png", "modality_ablation.png"):
+        assert open(tmp_path / plot, "rb").read(4) == b"\x89PNG"
+
+
+def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tmp_path):
+    rows = open(os.path.join(quickstart_dir, "test.csv")).read().splitlines()
+    header, good, broken = rows[0], rows[1:6], rows[6].split(",")
+    broken[1] = "images/missing.png"
+    manifest = tmp_path / "rows.csv"
+    # Relative paths resolve against the manifest's folder: make them absolute.
+    fixed = []
+    for line in good + [",".join(broken)]:
+        caption, image, audio, label = line.split(",")
+        fixed.append(",".join([caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]))
+    manifest.write_text("\n".join([header, *fixed]) + "\n")
+    result = _mmkeras("predict", trained_run.run_dir, "--data", str(manifest))
+    assert result.returncode == 0, result.stderr
+    written = list(csv.DictReader(open(tmp_path / "rows.predictions.csv")))
+    assert len(written) == 6
+    assert all(r["predicted_label"] in {"circle_high", "circle_low", "square_high", "square_low"} for r in written[:5])
+    assert sum(r["predicted_label"] == r["label"] for r in written[:5]) >= 3
+    assert written[5]["predicted_label"] == "" and "missing file" in written[5]["error"]
+    assert abs(sum(float(written[0][f"probability_{c}"]) for c in ("circle_high", "circle_low", "square_high", "square_low")) - 1) < 1e-4
+
+
+def test_finished_run_is_not_overwritten_by_accident(trained_run, quickstart_dir):
+    result = _mmkeras("train", os.path.join(trained_run.run_dir, "spec.yaml"), "--output-dir", trained_run.run_dir)
+    assert result.returncode == 2 and "holds a finished run" in result.stderr
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path):
+    def fresh_model():
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    x = np.ones((40, 2), "float32")
+    clean = np.ones((40, 1), "float32")
+    poisoned = clean.copy()
+    poisoned[25] = np.nan  # batch 3 of 4 (batch size 10)
+    last = str(tmp_path / "last.keras")
+
+    guard = NaNGuard(last)
+    fresh_model().fit(x, poisoned, batch_size=10, epochs=3, shuffle=False, verbose=0, callbacks=[guard, FiniteModelCheckpoint(last)])
+    assert guard.failure and "epoch 1, batch 3" in guard.failure and "Lower train.learning_rate" in guard.failure
+    assert not os.path.exists(last)  # a diverged model is never written as "last"
+
+    model = fresh_model()
+    model.fit(x, clean, batch_size=10, epochs=1, shuffle=False, verbose=0, callbacks=[FiniteModelCheckpoint(last)])
+    good = keras.saving.load_model(last).get_weights()
+    guard = NaNGuard(last)
+    model.fit(x, poisoned, batch_size=10, epochs=1, shuffle=False, verbose=0, callbacks=[guard, FiniteModelCheckpoint(last)])
+    assert guard.failure and last in guard.failure
+    kept = keras.saving.load_model(last).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(good, kept))  # the last good epoch survives
+
+
+def test_training_error_reaches_the_command_line(quickstart_dir, tmp_path):
+    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, learning_rate=1e12, optimizer="sgd")
+    result = _mmkeras("train", spec_path, "--output-dir", str(tmp_path / "nan"))
+    assert result.returncode == 2
+    assert "error: the loss became nan" in result.stderr.lower()
+    assert isinstance(TrainingError("x"), RuntimeError)
+
+
+def _history_epochs(path):
+    if not os.path.exists(path):
+        return []
+    return [int(r["epoch"]) for r in csv.DictReader(open(path))]
+
+
+def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tmp_path):
+    # A cosine schedule ends each run in a settled state, so two runs compare.
+    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine")
+    spec = Spec.from_yaml(spec_path)
+    import yaml
+
+    mapping = yaml.safe_load(open(spec_path))
+    mapping["data"]["batch_size"] = 8  # 40 steps an epoch: time to land a kill inside one
+    mapping["data"]["train"] = spec.resolve(mapping["data"]["train"])
+    mapping["data"]["test"] = spec.resolve(mapping["data"]["test"])
+    yaml.safe_dump(mapping, open(tmp_path / "spec.yaml", "w"))
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, "-m", "mmkeras.cli", "train", str(tmp_path / "spec.yaml"), "--output-dir", run_dir]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = os.path.join(run_dir, "history.csv")
+    deadline = time.time() + 240
+    while len(_history_epochs(history)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the third epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before_kill = _history_epochs(history)
+    assert 2 <= len(finished_before_kill) < 5, finished_before_kill
+    assert os.path.isdir(os.path.join(run_dir, "backup"))
+
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _history_epochs(history) == [0, 1, 2, 3, 4]  # no epoch repeated, none missing
+    resumed_accuracy = json.load(open(os.path.join(run_dir, "metrics.json")))["accuracy"]
+
+    straight = subprocess.run(command[:-1] + [str(tmp_path / "straight")], capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight_accuracy = json.load(open(tmp_path / "straight" / "metrics.json"))["accuracy"]
+    assert abs(resumed_accuracy - straight_accuracy) <= 0.15, (resumed_accuracy, straight_accuracy)
+
+
+@pytest.fixture(scope="module")
+def avmnist_small(tmp_path_factory, data_root):
+    folder = str(tmp_path_factory.mktemp("avmnist"))
+    build_avmnist(folder, data_root_dir=data_root)
+    import yaml
+
+    mapping = yaml.safe_load(open(os.path.join(folder, "spec.yaml")))
+    mapping["train"].update(epochs=4, tensorboard_examples=0)
+    yaml.safe_dump(mapping, open(os.path.join(folder, "spec.yaml"), "w"))
+    return os.path.join(folder, "spec.yaml")
+
+
+def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmnist_small, tmp_path):
+    accuracies = {}
+    for strategy in ("default", "mirrored"):
+        import yaml
+
+        mapping = yaml.safe_load(open(avmnist_small))
+        mapping["train"]["strategy"] = strategy
+        spec_path = avmnist_small.replace("spec.yaml", f"spec_{strategy}.yaml")
+        yaml.safe_dump(mapping, open(spec_path, "w"))
+        result = _mmkeras("train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"})
+        assert result.returncode == 0, result.stderr[-3000:]
+        replicas = "2 replica(s)" if strategy == "mirrored" else "1 replica(s)"
+        assert replicas in result.stderr + result.stdout
+        accuracies[strategy] = json.load(open(tmp_path / strategy / "metrics.json"))["accuracy"]
+    assert accuracies["default"] > 0.8 and accuracies["mirrored"] > 0.8
+    assert abs(accuracies["default"] - accuracies["mirrored"]) < 0.06, accuracies
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_training_ends_with_identical_weights(quickstart_dir, tmp_path):
+    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, strategy="multi_worker", tensorboard_examples=0)
+    ports = [_free_port(), _free_port()]
+    script = textwrap.dedent(
+        f"""
+        import hashlib, json, os, sys
+        index = int(sys.argv[1])
+        os.environ["TF_CONFIG"] = json.dumps({{"cluster": {{"worker": ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]}},
+                                              "task": {{"type": "worker", "index": index}}}})
+        import numpy as np
+        from mmkeras import Spec
+        from mmkeras.training import train
+        result = train(Spec.from_yaml({spec_path!r}), {str(tmp_path / "run")!r}, verbose=0)
+        weights = b"".join(np.asarray(w).tobytes() for w in result.model.weights)
+        print("DIGEST", hashlib.sha256(weights).hexdigest(), len(result.model.weights))
+        """
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    digests = [next(line for line in out.splitlines() if line.startswith("DIGEST")) for out, _ in outputs]
+    assert digests[0] == digests[1]
+    # Only the chief (worker 0) writes the run folder.
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+    assert [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "run" / "history.csv"))] == [0, 1]
+
+
+def test_quickstart_main_job(tmp_path):
+    result = _mmkeras("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[-2].replace(".", "").isdigit() and ("only" in line or parts[0] == "fused"):
+            table[" ".join(parts[:-2])] = float(parts[-2])
+    assert set(table) == {"fused", "caption only", "image only", "audio only"}, result.stdout
+    assert table["fused"] >= 0.9
+    assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
+    assert "tensorboard --logdir" in result.stdout
