@@ -125,7 +125,7 @@ def cmd_data_to_tfrecord(args):
     from mmkeras.data.dataset import bad_rows
 
     spec = _load_spec(args.spec)
-    layout = spec.to_dict()
+    layout = spec.to_dict(absolute_paths=True)
     layout["data"].pop("validation_split", None)
     for split in available_splits(spec):
         source = open_split(spec, split)
@@ -141,9 +141,6 @@ def cmd_data_to_tfrecord(args):
             )
         layout["data"][split] = os.path.relpath(pattern, args.output_dir)
         print(f"{split}: {pattern}")
-    for feature in layout["data"]["features"]:
-        if feature.get("tokenizer"):
-            feature["tokenizer"] = spec.resolve(feature["tokenizer"])
     spec_path = os.path.join(args.output_dir, "spec.yaml")
     with open(spec_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(layout, f, sort_keys=False)

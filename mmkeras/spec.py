@@ -546,7 +546,9 @@ class Spec:
                 raise SpecError(f"{path} is not valid YAML: {error}") from None
         return cls.from_dict(mapping, base_dir=os.path.dirname(os.path.abspath(path)))
 
-    def to_dict(self):
+    def to_dict(self, absolute_paths=False):
+        """The spec as plain data; `absolute_paths` makes it work from any folder."""
+
         def clean(value):
             if dataclasses.is_dataclass(value):
                 return {
@@ -558,11 +560,7 @@ class Spec:
                 return [clean(v) for v in value]
             return value
 
-        return clean(self)
-
-    def to_yaml(self, path, absolute_paths=False):
-        """Writes the spec; `absolute_paths` makes the copy work from any folder."""
-        mapping = self.to_dict()
+        mapping = clean(self)
         if absolute_paths:
             data = mapping["data"]
             for key in ("train", "validation", "test", "cache"):
@@ -571,6 +569,11 @@ class Spec:
             for feature in data["features"]:
                 if feature.get("tokenizer"):
                     feature["tokenizer"] = self.resolve(feature["tokenizer"])
+        return mapping
+
+    def to_yaml(self, path, absolute_paths=False):
+        """Writes the spec; `absolute_paths` makes the copy work from any folder."""
+        mapping = self.to_dict(absolute_paths)
         with open(path, "w", encoding="utf-8") as f:
             yaml.safe_dump(mapping, f, sort_keys=False)
 
