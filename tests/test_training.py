@@ -314,3 +314,17 @@ def test_quickstart_main_job(tmp_path):
     assert table["fused"] >= 0.9
     assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
     assert "tensorboard --logdir" in result.stdout
+
+
+def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
+    # The quickstart on real data, default configuration: the degradation
+    # leaves neither modality enough on its own.
+    result = _mmkeras("quickstart", "--dataset", "avmnist", "--output-dir", str(tmp_path), env={"MMKERAS_DATA": data_root})
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and ("only" in line or parts[0] == "fused") and parts[-2].replace(".", "").isdigit():
+            table[" ".join(parts[:-2])] = float(parts[-2])
+    assert set(table) == {"fused", "image only", "audio only"}, result.stdout
+    assert table["fused"] >= max(table["image only"], table["audio only"]) + 0.03, table

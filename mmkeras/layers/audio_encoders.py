@@ -2,12 +2,13 @@
 
 import keras
 
+from mmkeras.layers.encoder import Encoder
 from mmkeras.layers.image_encoders import conv_blocks
 from mmkeras.layers.pooling import FullMask
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class SpectrogramCNNEncoder(keras.Model):
+class SpectrogramCNNEncoder(Encoder):
     """2-D convolutions over time and frequency, pooled over both.
 
     Input `audio` `[batch, frames, mel_bins]`; outputs `pooled`, `sequence`
@@ -35,21 +36,6 @@ class SpectrogramCNNEncoder(keras.Model):
         pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(feature_map)
         outputs = {"pooled": pooled, "sequence": sequence, "sequence_mask": FullMask(name=f"{name}_mask")(sequence)}
         super().__init__(inputs={"audio": audio}, outputs=outputs, **kwargs)
-        self.spectrogram_shape = tuple(spectrogram_shape)
-        self.filters = list(filters)
-        self.kernel_size = kernel_size
-        self.dropout_rate = dropout_rate
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "spectrogram_shape": list(self.spectrogram_shape),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "dropout_rate": self.dropout_rate,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.store_arguments(
+            spectrogram_shape=spectrogram_shape, filters=filters, kernel_size=kernel_size, dropout_rate=dropout_rate
+        )

@@ -7,6 +7,7 @@ Input `images` `[batch, height, width, channels]`; outputs `pooled`,
 
 import keras
 
+from mmkeras.layers.encoder import Encoder
 from mmkeras.layers.pooling import FullMask
 
 KERAS_APPLICATIONS = {
@@ -45,7 +46,7 @@ def conv_blocks(x, filters, kernel_size, dropout_rate, name, pool_size=2):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class CNNImageEncoder(keras.Model):
+class CNNImageEncoder(Encoder):
     """Convolution blocks with batch norm and max pooling.
 
     Args:
@@ -60,28 +61,13 @@ class CNNImageEncoder(keras.Model):
         images = keras.Input(shape=tuple(image_shape), name="images")
         feature_map = conv_blocks(images, filters, kernel_size, dropout_rate, name)
         super().__init__(inputs={"images": images}, outputs=_outputs(feature_map, name), **kwargs)
-        self.image_shape = tuple(image_shape)
-        self.filters = list(filters)
-        self.kernel_size = kernel_size
-        self.dropout_rate = dropout_rate
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_shape": list(self.image_shape),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "dropout_rate": self.dropout_rate,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.store_arguments(
+            image_shape=image_shape, filters=filters, kernel_size=kernel_size, dropout_rate=dropout_rate
+        )
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class BackboneImageEncoder(keras.Model):
+class BackboneImageEncoder(Encoder):
     """A `keras.applications` model or a KerasHub image backbone.
 
     `keras.applications` models are built with `weights=None` or load a local
@@ -118,22 +104,10 @@ class BackboneImageEncoder(keras.Model):
         backbone.trainable = trainable
         feature_map = backbone(images)
         super().__init__(inputs={"images": images}, outputs=_outputs(feature_map, name), name=name, **kwargs)
-        self.image_shape = tuple(image_shape)
-        self.application = application
-        self.weights_path = weights
-        self.preset = preset
         self.backbone = backbone
+        # `weights` is a Keras model property, so the file path is stored aside.
+        self.store_arguments(image_shape=image_shape, application=application, preset=preset)
+        self.weights_file = weights
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "image_shape": list(self.image_shape),
-            "application": self.application,
-            "weights": self.weights_path,
-            "preset": self.preset,
-            "trainable": self.backbone.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        return {**super().get_config(), "weights": self.weights_file, "trainable": self.backbone.trainable}

@@ -8,6 +8,7 @@ pattern): input `token_ids` (int, 0 = padding), outputs `pooled`
 
 import keras
 
+from mmkeras.layers.encoder import Encoder
 from mmkeras.layers.pooling import MaskedMeanPooling, PaddingMask
 
 
@@ -17,7 +18,7 @@ def _outputs(sequence, mask, name):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class LSTMTextEncoder(keras.Model):
+class LSTMTextEncoder(Encoder):
     """Embedding with masking, then (bidirectional) LSTM layers.
 
     Args:
@@ -60,32 +61,18 @@ class LSTMTextEncoder(keras.Model):
             if index < num_layers - 1:
                 x = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout_{index}")(x)
         super().__init__(inputs={"token_ids": token_ids}, outputs=_outputs(x, mask, name), **kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.embedding_dim = embedding_dim
-        self.units = units
-        self.bidirectional = bidirectional
-        self.num_layers = num_layers
-        self.dropout_rate = dropout_rate
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "bidirectional": self.bidirectional,
-            "num_layers": self.num_layers,
-            "dropout_rate": self.dropout_rate,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.store_arguments(
+            vocabulary_size=vocabulary_size,
+            embedding_dim=embedding_dim,
+            units=units,
+            bidirectional=bidirectional,
+            num_layers=num_layers,
+            dropout_rate=dropout_rate,
+        )
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TransformerTextEncoder(keras.Model):
+class TransformerTextEncoder(Encoder):
     """Token + position embeddings and KerasHub `TransformerEncoder` blocks.
 
     Args:
@@ -125,34 +112,19 @@ class TransformerTextEncoder(keras.Model):
                 name=f"{name}_block_{index}",
             )(x, padding_mask=mask)
         super().__init__(inputs={"token_ids": token_ids}, outputs=_outputs(x, mask, name), **kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.sequence_length = sequence_length
-        self.hidden_dim = hidden_dim
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout_rate = dropout_rate
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "sequence_length": self.sequence_length,
-            "hidden_dim": self.hidden_dim,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout_rate": self.dropout_rate,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        self.store_arguments(
+            vocabulary_size=vocabulary_size,
+            sequence_length=sequence_length,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            dropout_rate=dropout_rate,
+        )
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class PretrainedTextEncoder(keras.Model):
+class PretrainedTextEncoder(Encoder):
     """A KerasHub text backbone (BERT family) loaded from a local preset folder.
 
     Works with a KerasHub preset or a Hugging Face checkpoint folder
@@ -182,12 +154,9 @@ class PretrainedTextEncoder(keras.Model):
         super().__init__(
             inputs={"token_ids": token_ids}, outputs=_outputs(sequence, mask, name), name=name, **kwargs
         )
-        self.preset = preset
         self.backbone = backbone
+        self.store_arguments(preset=preset)
 
     def get_config(self):
-        return {"name": self.name, "preset": self.preset, "trainable": self.backbone.trainable}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        # `trainable` is the backbone's: frozen or fine-tuned.
+        return {**super().get_config(), "trainable": self.backbone.trainable}
