@@ -328,3 +328,33 @@ def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
             table[" ".join(parts[:-2])] = float(parts[-2])
     assert set(table) == {"fused", "image only", "audio only"}, result.stdout
     assert table["fused"] >= max(table["image only"], table["audio only"]) + 0.03, table
+
+
+def test_auto_class_weights_are_inverse_frequencies(tmp_path, quickstart_dir):
+    from mmkeras.data import build_preprocessor
+    from mmkeras.training.run import _class_weight
+
+    rows = open(os.path.join(quickstart_dir, "train.csv")).read().splitlines()
+    header, body = rows[0], rows[1:]
+    # Keep every circle_high row but only a third of the others: imbalanced.
+    kept = [r for i, r in enumerate(body) if r.endswith("circle_high") or i % 3 == 0]
+    absolute = []
+    for line in kept:
+        caption, image, audio, label = line.split(",")
+        absolute.append(",".join([caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]))
+    (tmp_path / "train.csv").write_text("\n".join([header, *absolute]) + "\n")
+    import yaml
+
+    mapping = yaml.safe_load(open(os.path.join(quickstart_dir, "spec.yaml")))
+    mapping["data"].update(train="train.csv", test=None, validation_split=None)
+    mapping["train"]["class_weight"] = "auto"
+    yaml.safe_dump(mapping, open(tmp_path / "spec.yaml", "w"))
+    spec = Spec.from_yaml(str(tmp_path / "spec.yaml"))
+    preprocessor = build_preprocessor(spec, progress=False)
+    weights = _class_weight(spec, preprocessor)
+    counts = {label: sum(line.endswith(label) for line in kept) for label in preprocessor.target.labels}
+    for index, label in enumerate(preprocessor.target.labels):
+        assert weights[index] == pytest.approx(len(kept) / (4 * counts[label]))
+    assert weights[preprocessor.target.labels.index("circle_high")] < min(
+        w for i, w in weights.items() if preprocessor.target.labels[i] != "circle_high"
+    )
