@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "keras>=3.15,<3.16",
     "keras-hub>=0.32,<0.33",
     "tensorboard>=2.21,<2.22",
+    "matplotlib>=3.8",
     "numpy>=1.26",
     "pillow>=10",
     "pyyaml>=6",
@@ -26,7 +27,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3"],
-    "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel", "matplotlib>=3.8"],
+    "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel"],
     # The alternatives the benchmarks compare against.
     "bench": ["torch==2.13.0", "librosa>=0.10", "soundfile>=0.12"],
 }
