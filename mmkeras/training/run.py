@@ -160,12 +160,13 @@ class RunResult:
     model: keras.Model
 
 
-def train(spec, output_dir, overwrite=False, verbose=1):
+def train(spec, output_dir=None, overwrite=False, verbose=1):
     """Trains the spec's model and writes the run folder.
 
     Args:
         spec: Spec. Data, model and train sections.
-        output_dir: str. The run folder; an unfinished run there is resumed.
+        output_dir: str or None. The run folder; an unfinished run there is
+            resumed. Defaults to `runs/run-<date>-<time>`.
         overwrite: bool. Replace a finished run in `output_dir`.
         verbose: int. Keras progress bar verbosity.
 
@@ -173,6 +174,7 @@ def train(spec, output_dir, overwrite=False, verbose=1):
         A RunResult; its metrics are the final validation metrics (training
         loss when there is no validation data).
     """
+    output_dir = output_dir or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
     keras.utils.set_random_seed(spec.train.seed)
     strategy = resolve_strategy(spec.train.strategy)
     chief = is_chief(strategy)
