@@ -266,7 +266,10 @@ def test_cli_quickstart_and_to_tfrecord(tmp_path):
     assert "train       0 bad row(s)" in check.stdout and "test        0 bad row(s)" in check.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["quickstart"], ["data"], ["data", "check"], ["data", "to-tfrecord"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["quickstart"], ["train"], ["evaluate"], ["predict"], ["export"], ["data"], ["data", "check"], ["data", "to-tfrecord"]],
+)
 def test_every_command_has_help(command):
     result = _mmkeras(*command, "--help")
     assert result.returncode == 0 and "usage: mmkeras" in result.stdout

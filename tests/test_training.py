@@ -303,7 +303,7 @@ def test_multi_worker_training_ends_with_identical_weights(quickstart_dir, tmp_p
 
 
 def test_quickstart_main_job(tmp_path):
-    result = _mmkeras("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path))
+    result = _mmkeras("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"))
     assert result.returncode == 0, result.stderr[-3000:]
     table = {}
     for line in result.stdout.splitlines():
@@ -314,12 +314,17 @@ def test_quickstart_main_job(tmp_path):
     assert table["fused"] >= 0.9
     assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
     assert "tensorboard --logdir" in result.stdout
+    assert os.path.exists(tmp_path / "saved_models" / "quickstart" / "1" / "saved_model.pb")
+    assert "docker run -p 8501:8501" in result.stdout
 
 
 def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
     # The quickstart on real data, default configuration: the degradation
     # leaves neither modality enough on its own.
-    result = _mmkeras("quickstart", "--dataset", "avmnist", "--output-dir", str(tmp_path), env={"MMKERAS_DATA": data_root})
+    result = _mmkeras(
+        "quickstart", "--dataset", "avmnist", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"),
+        env={"MMKERAS_DATA": data_root},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = {}
     for line in result.stdout.splitlines():

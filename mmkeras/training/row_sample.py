@@ -22,19 +22,25 @@ class RowSample:
         inputs: dict. Preprocessed model inputs (NumPy), by feature name.
         targets: np.ndarray. Encoded targets.
         raw_targets: list. The targets as written in the manifest.
-        texts: dict. Text feature name to the raw strings.
-        waveforms: dict. Audio feature name to decoded waveforms.
+        raw: dict. Feature name to the raw values (text, or file bytes).
+        text_features: list. The names of the text features.
+        waveforms: dict. Audio feature name to decoded waveforms (first 8 rows).
     """
 
     keys: list
     inputs: dict
     targets: np.ndarray
     raw_targets: list
-    texts: dict
+    raw: dict
+    text_features: list
     waveforms: dict
 
     def __len__(self):
         return len(self.keys)
+
+    @property
+    def texts(self):
+        return {name: self.raw[name] for name in self.text_features}
 
 
 def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
@@ -59,7 +65,8 @@ def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
         if spec.data.target is not None
         else np.zeros(len(rows))
     )
-    texts = {f.name: [values[f.name] for _, values in rows] for f in features if f.modality == "text"}
+    raw = {f.name: [values[f.name] for _, values in rows] for f in features}
+    text_features = [f.name for f in features if f.modality == "text"]
     waveforms = {
         f.name: np.stack(
             [preprocessor.features[f.name].decode_one(tf.constant(values[f.name])).numpy() for _, values in rows[:8]]
@@ -67,4 +74,4 @@ def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
         for f in features
         if f.modality == "audio"
     }
-    return RowSample([key for key, _ in rows], inputs, targets, raw_targets, texts, waveforms)
+    return RowSample([key for key, _ in rows], inputs, targets, raw_targets, raw, text_features, waveforms)

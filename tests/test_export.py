@@ -1,0 +1,125 @@
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmkeras.data.splits import open_split
+from mmkeras.datasets import build_quickstart
+from mmkeras.errors import SpecError
+from mmkeras.export import check_ops, export_run, versions
+from mmkeras.spec import Spec
+from mmkeras.training import load_run, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("data"))
+    spec = build_quickstart(folder, num_rows=200)
+    spec.train.epochs = 3
+    spec.train.tensorboard_examples = 0
+    spec.model.fusion = {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.2}
+    return train(spec, str(tmp_path_factory.mktemp("run") / "gated"), verbose=0).run_dir
+
+
+def _raw(spec, count=6):
+    source = open_split(spec, "validation")
+    return {f.name: tf.constant([source.fetch(i, f) for i in range(count)]) for f in spec.data.features}
+
+
+def test_export_serves_raw_inputs_like_the_trained_model(run_dir, tmp_path):
+    result = export_run(run_dir, str(tmp_path / "quick"))
+    assert result.version == 1 and result.path == str(tmp_path / "quick" / "1")
+    assert result.max_difference <= 1e-5
+    spec, preprocessor, model = load_run(run_dir)
+    loaded = tf.saved_model.load(result.path)
+    assert set(loaded.signatures) == {"serving_default", "preprocessed", "embed"}
+    serving = loaded.signatures["serving_default"]
+    inputs = serving.structured_input_signature[1]
+    assert {name: (spec.dtype, spec.shape.as_list()) for name, spec in inputs.items()} == {
+        "caption": (tf.string, [None]), "image": (tf.string, [None]), "audio": (tf.string, [None])
+    }
+    raw = _raw(spec)
+    served = serving(**raw)
+    expected = model.predict(preprocessor(raw), verbose=0)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    labels = [preprocessor.target.labels[i] for i in expected.argmax(axis=1)]
+    assert [v.decode() for v in served["label"].numpy()] == labels
+    preprocessed = loaded.signatures["preprocessed"](**preprocessor(raw))
+    np.testing.assert_allclose(preprocessed["probabilities"].numpy(), expected, atol=1e-5)
+    assert loaded.signatures["embed"](**raw)["embedding"].shape == (6, 16)
+    # A missing modality is an empty string, not an error.
+    raw["image"] = tf.constant([b""] * 6)
+    without_image = serving(**raw)["probabilities"].numpy()
+    np.testing.assert_allclose(without_image.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_versions_are_chosen_and_never_overwritten_silently(run_dir, tmp_path):
+    base = str(tmp_path / "model")
+    assert export_run(run_dir, base).version == 1
+    assert export_run(run_dir, base).version == 2
+    with pytest.raises(SpecError, match="version 2 already exists .* --force"):
+        export_run(run_dir, base, version=2)
+    before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns
+    assert export_run(run_dir, base, version=2, force=True).version == 2
+    assert os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns != before
+    assert versions(base) == [1, 2]
+    assert not [name for name in os.listdir(base) if name.startswith(".")]  # no staging left behind
+
+
+def test_a_poller_never_sees_a_half_written_version(run_dir, tmp_path):
+    base = str(tmp_path / "polled")
+    seen, incomplete = set(), []
+    done = threading.Event()
+
+    def poll():
+        while True:
+            finished = done.is_set()  # one more full pass after the last export
+            for version in versions(base):
+                folder = os.path.join(base, str(version))
+                complete = os.path.exists(os.path.join(folder, "saved_model.pb")) and os.path.exists(
+                    os.path.join(folder, "variables", "variables.index")
+                )
+                seen.add(version)
+                if not complete:
+                    incomplete.append(version)
+            if finished:
+                return
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        export_run(run_dir, base)
+        export_run(run_dir, base)
+    finally:
+        done.set()
+        poller.join()
+    assert seen == {1, 2} and not incomplete
+
+
+def test_op_check_names_python_ops_and_where_they_are(tmp_path):
+    class WithPython(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def double(self, x):
+            return tf.py_function(lambda v: v * 2, [x], tf.float32)
+
+    path = str(tmp_path / "python")
+    tf.saved_model.save(WithPython(), path)
+    offenders = check_ops(path)
+    assert any(o.startswith("EagerPyFunc calls back into Python (used in") and "double" in o for o in offenders)
+    result = subprocess.run([sys.executable, "-m", "mmkeras.cli", "export", "--check", path], capture_output=True, text=True)
+    assert result.returncode == 1 and "EagerPyFunc" in result.stdout
+
+
+def test_export_command(run_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", "export", run_dir, "--base-dir", str(tmp_path / "cli")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Exported version 1" in result.stdout and "max difference" in result.stdout
+    check = subprocess.run([sys.executable, "-m", "mmkeras.cli", "export", "--check", str(tmp_path / "cli" / "1")], capture_output=True, text=True)
+    assert check.returncode == 0 and "every op is core TensorFlow" in check.stdout
