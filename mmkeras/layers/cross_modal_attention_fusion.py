@@ -103,8 +103,10 @@ class CrossModalAttentionFusion(keras.layers.Layer):
         self.projections = [keras.layers.Dense(self.hidden_dim, name=f"projection_{i}") for i in range(count)]
         for projection, shape in zip(self.projections, sequence_shapes):
             projection.build(shape)
-        self.blocks = {}
+        # One stack of blocks per (target, source) pair, in the order of `pairs`.
+        self.blocks = []
         for target, source in self.pairs:
+            stack = []
             for layer in range(self.num_layers):
                 block = CrossModalBlock(
                     self.hidden_dim,
@@ -117,18 +119,17 @@ class CrossModalAttentionFusion(keras.layers.Layer):
                     (None, sequence_shapes[target][1], self.hidden_dim),
                     (None, sequence_shapes[source][1], self.hidden_dim),
                 )
-                self.blocks[(target, source, layer)] = block
-        # Keras tracks layers in lists, not in dicts keyed by tuples.
-        self._block_list = list(self.blocks.values())
+                stack.append(block)
+            self.blocks.append(stack)
 
     def call(self, sequences, masks, modality_mask=None, training=None):
         projected = [projection(x) for projection, x in zip(self.projections, sequences)]
         masks = [ops.cast(mask, "bool") for mask in masks]
         pooled = []
-        for target, source in self.pairs:
+        for (target, source), stack in zip(self.pairs, self.blocks):
             x = projected[target]
-            for layer in range(self.num_layers):
-                x = self.blocks[(target, source, layer)](x, projected[source], masks[source], training=training)
+            for block in stack:
+                x = block(x, projected[source], masks[source], training=training)
             vector = self.pooling([x, masks[target]])
             if modality_mask is not None:
                 both = modality_mask[:, target] * modality_mask[:, source]
