@@ -23,16 +23,21 @@ def _cache_key(spec, split):
     return json.dumps([spec.to_dict(), spec.base_dir, split, stamps], default=str)
 
 
+def bad_records(spec, split, progress=True):
+    """The BadRecords of `split`, checked once per spec and manifest."""
+    key = _cache_key(spec, split)
+    if key not in _bad_rows_cache:
+        _bad_rows_cache[key] = check_split(spec, split, progress=progress)
+    return _bad_rows_cache[key]
+
+
 def bad_rows(spec, split, progress=True):
-    """The keys of the bad rows of `split`, checked once per spec and manifest.
+    """The keys of the bad rows of `split` (see `bad_records`).
 
     Raises BadRecordError listing every bad row when the spec says
     `on_bad_record: error`; with `skip` it logs how many rows and which.
     """
-    key = _cache_key(spec, split)
-    if key not in _bad_rows_cache:
-        _bad_rows_cache[key] = check_split(spec, split, progress=progress)
-    records = _bad_rows_cache[key]
+    records = bad_records(spec, split, progress)
     if records and spec.data.on_bad_record == "error":
         raise BadRecordError(records)
     if records:

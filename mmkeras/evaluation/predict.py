@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from mmkeras.data.check import check_split
+from mmkeras.data.dataset import bad_records
 from mmkeras.data.manifest import read_rows
 from mmkeras.training.row_sample import collect_sample
 from mmkeras.training.run import load_run
@@ -55,7 +55,8 @@ def predict_run(run_dir, data, output=None):
         ),
     )
     problems = {}
-    for record in check_split(rows_spec, "train", progress=False):
+    # The same cached check collect_sample consults: every row decoded once.
+    for record in bad_records(rows_spec, "train", progress=False):
         problems.setdefault(record.location, f"{record.column}: {record.reason}")
     sample = collect_sample(rows_spec, preprocessor, split="train", max_rows=ALL_ROWS)
     predictions = dict(zip(sample.keys, model.predict(sample.inputs, batch_size=256, verbose=0))) if len(sample) else {}
