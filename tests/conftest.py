@@ -62,6 +62,20 @@ def avmnist_spec(tmp_path_factory, data_root):
     return build_avmnist(str(tmp_path_factory.mktemp("avmnist")), data_root_dir=data_root)
 
 
+@pytest.fixture(scope="session")
+def gated_run(tmp_path_factory):
+    """A small finished run (gated fusion, modality dropout) to export and serve."""
+    from mmkeras.datasets import build_quickstart
+    from mmkeras.training import train
+
+    folder = str(tmp_path_factory.mktemp("gated_data"))
+    spec = build_quickstart(folder, num_rows=200)
+    spec.train.epochs = 3
+    spec.train.tensorboard_examples = 0
+    spec.model.fusion = {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.2}
+    return train(spec, str(tmp_path_factory.mktemp("run") / "gated"), verbose=0).run_dir
+
+
 def write_spec(folder, data, model=None):
     """Writes `{data: ..., model: ...}` as spec.yaml in `folder` and loads it."""
     path = os.path.join(folder, "spec.yaml")

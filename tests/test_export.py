@@ -8,21 +8,19 @@ import pytest
 import tensorflow as tf
 
 from mmkeras.data.splits import open_split
-from mmkeras.datasets import build_quickstart
+from mmkeras.datasets import build_emoji
 from mmkeras.errors import SpecError
 from mmkeras.export import check_ops, export_run, versions
+from mmkeras.export.checks import check_listing, saved_model_cli_listing
+from mmkeras.export.server_config import read_batching_parameters, read_models_config
+from mmkeras.export.warmup import read_warmup_requests
 from mmkeras.spec import Spec
 from mmkeras.training import load_run, train
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("data"))
-    spec = build_quickstart(folder, num_rows=200)
-    spec.train.epochs = 3
-    spec.train.tensorboard_examples = 0
-    spec.model.fusion = {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.2}
-    return train(spec, str(tmp_path_factory.mktemp("run") / "gated"), verbose=0).run_dir
+def run_dir(gated_run):
+    return gated_run
 
 
 def _raw(spec, count=6):
@@ -51,6 +49,11 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, tmp_path):
     preprocessed = loaded.signatures["preprocessed"](**preprocessor(raw))
     np.testing.assert_allclose(preprocessed["probabilities"].numpy(), expected, atol=1e-5)
     assert loaded.signatures["embed"](**raw)["embedding"].shape == (6, 16)
+    raw_input = ("DT_STRING", "(-1)")
+    listing = saved_model_cli_listing(result.path)
+    assert listing["serving_default"] == listing["embed"] == dict.fromkeys(["audio", "caption", "image"], raw_input)
+    with pytest.raises(SpecError, match="signature `serving_default` takes"):
+        check_listing(result.path, {"serving_default": {"caption": ("DT_FLOAT", "(-1)")}})
     # A missing modality is an empty string, not an error.
     raw["image"] = tf.constant([b""] * 6)
     without_image = serving(**raw)["probabilities"].numpy()
@@ -68,6 +71,51 @@ def test_versions_are_chosen_and_never_overwritten_silently(run_dir, tmp_path):
     assert os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns != before
     assert versions(base) == [1, 2]
     assert not [name for name in os.listdir(base) if name.startswith(".")]  # no staging left behind
+
+    # TF Serving's config beside the base path: stable first, then canary.
+    (entry,) = read_models_config(str(tmp_path / "models.config")).model_config_list.config
+    assert (entry.name, entry.base_path) == ("model", "/models/model")
+    assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
+    assert list(entry.model_version_policy.specific.versions) == [1, 2]
+    assert read_batching_parameters(str(tmp_path / "batching_parameters.txt")).max_batch_size == 32
+
+
+def test_warmup_requests_are_real_validation_rows(run_dir, tmp_path):
+    result = export_run(run_dir, str(tmp_path / "warm"))
+    requests = read_warmup_requests(result.path)
+    sizes = [len(tf.make_ndarray(r.inputs["caption"])) for r in requests]
+    assert sizes == [1, 2, 4, 8, 16, 32] and result.warmup_requests == len(requests)
+    spec = load_run(run_dir)[0]
+    source = open_split(spec, "validation")
+    largest = requests[-1]
+    assert largest.model_spec.name == "warm" and largest.model_spec.signature_name == "serving_default"
+    for feature in spec.data.features:
+        sent = [v if isinstance(v, bytes) else v.encode() for v in tf.make_ndarray(largest.inputs[feature.name])]
+        expected = [source.fetch(i, feature) for i in range(32)]
+        assert sent == [v if isinstance(v, bytes) else v.encode() for v in expected]
+    signature = tf.saved_model.load(result.path).signatures["serving_default"]
+    answer = signature(**{name: tf.constant(tf.make_ndarray(proto)) for name, proto in largest.inputs.items()})
+    assert answer["probabilities"].shape == (32, 4)
+
+
+def test_retrieval_model_exports_both_encoders(data_root, tmp_path):
+    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval")
+    spec.model.encoders = {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}
+    spec.model.projection_dim = 32
+    spec.train.epochs = 1
+    spec.train.tensorboard_examples = 0
+    run = train(spec, str(tmp_path / "run"), verbose=0).run_dir
+    result = export_run(run, str(tmp_path / "emoji_search"))
+    assert result.max_difference <= 1e-5
+    loaded = tf.saved_model.load(result.path)
+    assert set(loaded.signatures) == {"serving_default", "encode_text", "encode_image"}
+    source = open_split(spec, "test")
+    names = tf.constant([source.fetch(i, spec.data.features[0]) for i in range(4)])
+    text = loaded.signatures["encode_text"](name=names)["embedding"].numpy()
+    np.testing.assert_allclose(loaded.signatures["serving_default"](name=names)["embedding"].numpy(), text)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    images = tf.constant([source.fetch(i, spec.data.features[1]) for i in range(4)])
+    assert loaded.signatures["encode_image"](image=images)["embedding"].shape == (4, 32)
 
 
 def test_a_poller_never_sees_a_half_written_version(run_dir, tmp_path):

@@ -1,12 +1,15 @@
-"""Checks an export must pass: only servable ops, and the same predictions.
+"""Checks an export must pass: only servable ops, the same predictions, and
+the documented signatures.
 
-Both run in a fresh Python process that imports TensorFlow (and TensorFlow
+Each runs in a fresh Python process that imports TensorFlow (and TensorFlow
 Text) but not mmkeras, as TF Serving would see the SavedModel.
 """
 
 import base64
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,52 +79,120 @@ try:
     import tensorflow_text  # noqa: F401
 except ImportError:
     pass
-path, rows_file, out_file = sys.argv[1:4]
-rows = json.load(open(rows_file))
-raw = {name: tf.constant([base64.b64decode(v) for v in values]) for name, values in rows.items()}
-outputs = tf.saved_model.load(path).signatures["serving_default"](**raw)
-np.savez(out_file, **{k: v.numpy() for k, v in outputs.items() if v.dtype != tf.string})
+path, cases_file, out_file = sys.argv[1:4]
+signatures = tf.saved_model.load(path).signatures
+served = {}
+for i, case in enumerate(json.load(open(cases_file))):
+    raw = {name: tf.constant([base64.b64decode(v) for v in values]) for name, values in case["raw"].items()}
+    served[str(i)] = signatures[case["signature"]](**raw)[case["output"]].numpy()
+np.savez(out_file, **served)
 print("mmkeras" in sys.modules)
 """
 
 
-def check_parity(saved_model_dir, raw_rows, expected, output_key, tolerance=1e-5):
-    """Serves `raw_rows` from the SavedModel in a fresh process; compares.
+@dataclasses.dataclass
+class ParityCase:
+    """One signature call the fresh process must reproduce.
 
     Args:
-        saved_model_dir: str. The exported version folder.
-        raw_rows: dict. Feature name to a list of raw values (str or bytes).
-        expected: np.ndarray. The in-memory model's output for those rows.
-        output_key: str. The signature output to compare with `expected`.
-        tolerance: float. Largest allowed absolute difference.
+        signature: str. The signature to call.
+        raw: dict. Input name to a list of raw values (str or bytes).
+        output: str. The signature output to compare.
+        expected: np.ndarray. The in-memory model's value of that output.
+    """
 
-    Returns:
-        The largest absolute difference; raises SpecError above `tolerance`.
+    signature: str
+    raw: dict
+    output: str
+    expected: np.ndarray
+
+
+def _b64(value):
+    return base64.b64encode(value.encode("utf-8") if isinstance(value, str) else value).decode()
+
+
+def check_parity(saved_model_dir, cases, tolerance=1e-5):
+    """Serves each case's rows from the SavedModel in a fresh process; compares.
+
+    Returns the largest absolute difference; raises SpecError above
+    `tolerance`, naming the signature and output that differ.
     """
     with tempfile.TemporaryDirectory() as folder:
-        rows_file = os.path.join(folder, "rows.json")
-        with open(rows_file, "w") as f:
+        cases_file = os.path.join(folder, "cases.json")
+        with open(cases_file, "w") as f:
             json.dump(
-                {
-                    name: [base64.b64encode(v.encode("utf-8") if isinstance(v, str) else v).decode() for v in values]
-                    for name, values in raw_rows.items()
-                },
+                [
+                    {
+                        "signature": case.signature,
+                        "output": case.output,
+                        "raw": {name: [_b64(v) for v in values] for name, values in case.raw.items()},
+                    }
+                    for case in cases
+                ],
                 f,
             )
         out_file = os.path.join(folder, "outputs.npz")
         result = subprocess.run(
-            [sys.executable, "-c", _PARITY_SCRIPT, saved_model_dir, rows_file, out_file],
+            [sys.executable, "-c", _PARITY_SCRIPT, saved_model_dir, cases_file, out_file],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
             raise SpecError(f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}")
         if result.stdout.strip().splitlines()[-1] != "False":
             raise SpecError("the parity check's fresh process imported mmkeras")
-        served = np.load(out_file)[output_key]
-    difference = float(np.max(np.abs(served - np.asarray(expected).reshape(served.shape))))
-    if difference > tolerance:
-        raise SpecError(
-            f"the exported model's `{output_key}` differ from the trained model's by up to "
-            f"{difference:.2e} (allowed {tolerance:.0e}); the export was not published."
-        )
-    return difference
+        served = np.load(out_file)
+        largest = 0.0
+        for i, case in enumerate(cases):
+            values = served[str(i)]
+            difference = float(np.max(np.abs(values - np.asarray(case.expected).reshape(values.shape))))
+            if difference > tolerance:
+                raise SpecError(
+                    f"the exported model's `{case.signature}` output `{case.output}` differs from the trained "
+                    f"model's by up to {difference:.2e} (allowed {tolerance:.0e}); the export was not published."
+                )
+            largest = max(largest, difference)
+    return largest
+
+
+def saved_model_cli_listing(saved_model_dir):
+    """{signature: {input: (dtype, shape)}} as `saved_model_cli show --all` prints them."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", saved_model_dir, "--all"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise SpecError(f"saved_model_cli show failed on {saved_model_dir}:\n{result.stderr[-2000:]}")
+    listing, signature, name, in_inputs = {}, None, None, False
+    for line in result.stdout.splitlines():
+        if match := re.match(r"signature_def\['(.+)'\]:", line.strip()):
+            signature, in_inputs = match.group(1), False
+            listing[signature] = {}
+        elif "following input(s)" in line:
+            in_inputs = True
+        elif "following output(s)" in line:
+            in_inputs = False
+        elif in_inputs and (match := re.match(r"inputs\['(.+)'\] tensor_info:", line.strip())):
+            name = match.group(1)
+        elif in_inputs and name and (match := re.match(r"(dtype|shape): (.+)", line.strip())):
+            dtype, shape = listing[signature].get(name, (None, None))
+            listing[signature][name] = (match.group(2), shape) if match.group(1) == "dtype" else (dtype, match.group(2))
+    return listing
+
+
+def check_listing(saved_model_dir, expected):
+    """`saved_model_cli` must list each signature with the documented inputs.
+
+    Args:
+        expected: dict. Signature name to {input name: (dtype, shape)} as
+            saved_model_cli prints them, e.g. ("DT_STRING", "(-1)").
+    """
+    listing = saved_model_cli_listing(saved_model_dir)
+    problems = []
+    for signature, inputs in expected.items():
+        if signature not in listing:
+            problems.append(f"signature `{signature}` is missing (listed: {sorted(listing)})")
+        elif listing[signature] != inputs:
+            problems.append(f"signature `{signature}` takes {listing[signature]}, expected {inputs}")
+    if problems:
+        raise SpecError("saved_model_cli show disagrees with the documented signatures:\n  " + "\n  ".join(problems))
+    return listing

@@ -10,6 +10,10 @@ Signatures:
 - `preprocessed`: the model's own numeric inputs (what `make_dataset`
   yields), for clients that preprocess themselves.
 - `embed`: the fused embedding of raw inputs.
+
+A retrieval model (a `DualEncoder`, no target) has `encode_text` and
+`encode_image` instead, each taking its one raw feature and returning the
+unit-length `embedding`; `serving_default` is `encode_text`, the query side.
 """
 
 import keras
@@ -32,10 +36,15 @@ def _outputs(target, preprocessor, prediction):
     return {"prediction": prediction[:, 0] * preprocessor.target.std + preprocessor.target.mean}
 
 
+def raw_signature(features):
+    return [{f.name: tf.TensorSpec([None], tf.string, name=f.name) for f in features}]
+
+
 def build_export_archive(spec, preprocessor, model):
-    """A `keras.export.ExportArchive` with the three signatures."""
+    """A `keras.export.ExportArchive` with the signatures above."""
+    if spec.data.target is None:
+        return _retrieval_archive(spec, preprocessor, model)
     features = spec.data.features
-    raw_signature = [{f.name: tf.TensorSpec([None], tf.string, name=f.name) for f in features}]
     embed_model = keras.Model(model.input, model.get_layer(FUSED_EMBEDDING).output)
 
     archive = keras.export.ExportArchive()
@@ -58,7 +67,35 @@ def build_export_archive(spec, preprocessor, model):
             for name, tensor in model.input.items()
         }
     ]
-    archive.add_endpoint("serving_default", serve_raw, input_signature=raw_signature)
+    archive.add_endpoint("serving_default", serve_raw, input_signature=raw_signature(features))
     archive.add_endpoint("preprocessed", serve_preprocessed, input_signature=preprocessed_signature)
-    archive.add_endpoint("embed", embed, input_signature=raw_signature)
+    archive.add_endpoint("embed", embed, input_signature=raw_signature(features))
+    return archive
+
+
+def retrieval_towers(model):
+    """{signature name: (feature, tower model)} of a DualEncoder."""
+    return {
+        "encode_text": (model.text_feature, model.tower(model.text_feature)),
+        "encode_image": (model.image_feature, model.tower(model.image_feature)),
+    }
+
+
+def _encoder(preprocessor, feature, tower):
+    def encode(raw):
+        return {"embedding": tower(preprocessor.features[feature](raw[feature]), training=False)}
+
+    return encode
+
+
+def _retrieval_archive(spec, preprocessor, model):
+    archive = keras.export.ExportArchive()
+    archive.track(preprocessor)
+    features = {f.name: f for f in spec.data.features}
+    for signature, (feature, tower) in retrieval_towers(model).items():
+        archive.track(tower)
+        encode = _encoder(preprocessor, feature, tower)
+        archive.add_endpoint(signature, encode, input_signature=raw_signature([features[feature]]))
+        if signature == "encode_text":
+            archive.add_endpoint("serving_default", encode, input_signature=raw_signature([features[feature]]))
     return archive

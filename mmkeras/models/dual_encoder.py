@@ -120,16 +120,18 @@ class DualEncoder(keras.Model):
             loss = loss + ops.sum(self.losses)
         return loss
 
-    def _tower(self, feature, embedding):
+    def tower(self, feature):
+        """The model from one preprocessed input to its unit-length embedding."""
+        embedding = "text_embedding" if feature == self.text_feature else "image_embedding"
         return keras.Model(self.input[feature], self.get_layer(embedding).output)
 
     def encode_text(self, token_ids, batch_size=256):
         """Unit vectors for a batch of token ids (a NumPy array)."""
-        return self._tower(self.text_feature, "text_embedding").predict(token_ids, batch_size=batch_size, verbose=0)
+        return self.tower(self.text_feature).predict(token_ids, batch_size=batch_size, verbose=0)
 
     def encode_image(self, images, batch_size=256):
         """Unit vectors for a batch of preprocessed images (a NumPy array)."""
-        return self._tower(self.image_feature, "image_embedding").predict(images, batch_size=batch_size, verbose=0)
+        return self.tower(self.image_feature).predict(images, batch_size=batch_size, verbose=0)
 
     def get_config(self):
         return {
