@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 
 QUICKSTART_DATASETS = ("quickstart", "avmnist", "emoji")
 
@@ -68,12 +69,17 @@ def cmd_quickstart(args):
     from mmkeras.export import export_run
 
     exported = export_run(table["fused"]["run_dir"], os.path.join(args.saved_models, dataset))
-    base = os.path.abspath(os.path.dirname(exported.path))
+    root = os.path.dirname(exported.models_config)
     print(f"\nExported for TF Serving: {exported.path} (parity {exported.max_difference:.1e})")
     print(f"TensorBoard:  tensorboard --logdir {runs}")
     print(f"Evaluate:     mmkeras evaluate {table['fused']['run_dir']}")
     print(f"Predict:      mmkeras predict {table['fused']['run_dir']} --data {spec.resolve(spec.data.test)}")
-    print(f"Serve:        docker run -p 8501:8501 -v {base}:/models/{dataset} -e MODEL_NAME={dataset} tensorflow/serving")
+    print(f"Serve:        mmkeras serve {exported.models_config}")
+    print(
+        f"Production:   docker run -p 8500:8500 -p 8501:8501 -v {root}:/models tensorflow/serving "
+        "--model_config_file=/models/models.config --enable_batching "
+        "--batching_parameters_file=/models/batching_parameters.txt"
+    )
     return 0
 
 
@@ -167,9 +173,35 @@ def cmd_export(args):
     if not args.run_dir or not args.base_dir:
         print("error: give RUN_DIR and --base-dir, or --check PATH", file=sys.stderr)
         return 2
-    result = export_run(args.run_dir, args.base_dir, version=args.version, force=args.force)
-    print(f"Exported version {result.version}: {result.path}")
+    result = export_run(args.run_dir, args.base_dir, version=args.version, force=args.force, label=args.label)
+    print(f"Exported version {result.version} (label `{result.label}`): {result.path}")
     print(f"Parity with the trained model on real validation rows: max difference {result.max_difference:.1e}")
+    print(f"Warmup requests: {result.warmup_requests}; TF Serving config: {result.models_config}")
+    return 0
+
+
+def cmd_serve(args):
+    import signal
+
+    from mmkeras.serving import ModelServer, ServingLimits
+    from mmkeras.serving.server import load_batching
+
+    batching, source = load_batching(args.path, args.batching_parameters_file, not args.no_batching)
+    given = {"max_request_bytes": args.max_request_bytes, "max_image_pixels": args.max_image_pixels}
+    limits = ServingLimits(**{name: value for name, value in given.items() if value is not None})
+    server = ModelServer(
+        args.path, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port, batching=batching,
+        limits=limits, poll_seconds=args.poll_seconds, model_name=args.model_name,
+    ).start()
+    print(f"Dynamic batching: {source}", flush=True)
+    # One parseable line, so scripts (and tests) can find ports chosen with 0.
+    print(f"serving rest=http://{args.host}:{server.rest_port} grpc={args.host}:{server.grpc_port}", flush=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    print("stopping: in-flight requests finish first", flush=True)
+    server.stop()
     return 0
 
 
@@ -263,8 +295,44 @@ def build_parser():
     export.add_argument("--base-dir", help="the model's folder, e.g. saved_models/NAME")
     export.add_argument("--version", type=int, help="the version number (default: the next one)")
     export.add_argument("--force", action="store_true", help="replace an existing version")
+    export.add_argument(
+        "--label", help="version label in models.config (default: stable for the first version, then canary)"
+    )
     export.add_argument("--check", metavar="PATH", help="only check the ops of the SavedModel at PATH")
     export.set_defaults(run=cmd_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported models over TF Serving's REST and gRPC APIs",
+        description="Serve PATH, a model folder written by mmkeras export "
+        "(its newest version) or a models.config (every model in it, with "
+        "its version policy and labels), over TF Serving's REST API "
+        "(/v1/models/NAME[:predict|/metadata]) and gRPC PredictionService, so "
+        "clients written for TF Serving work unchanged. New versions are "
+        "loaded, warmed up and switched to without a restart; concurrent "
+        "requests are batched. It binds 127.0.0.1 unless --host says "
+        "otherwise. For production, run the tensorflow/serving image on the "
+        "same folder (see the README).",
+    )
+    serve.add_argument("path", help="saved_models/NAME, or saved_models/models.config")
+    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default 8501; 0 picks a free one)")
+    serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default 8500; 0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
+    serve.add_argument("--model-name", help="name of a model folder in requests (default: the folder's name)")
+    serve.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    serve.add_argument(
+        "--batching-parameters-file",
+        help="TF Serving's batching parameters (default: batching_parameters.txt beside PATH, else built-in)",
+    )
+    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    serve.add_argument(
+        "--max-request-bytes", type=int, help="largest request body (default 64 MiB)"
+    )
+    serve.add_argument(
+        "--max-image-pixels", type=int,
+        help="largest image (width x height) accepted, read from its header before decoding (default 40M)",
+    )
+    serve.set_defaults(run=cmd_serve)
 
     data = commands.add_parser(
         "data",

@@ -315,7 +315,7 @@ def test_quickstart_main_job(tmp_path):
     assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
     assert "tensorboard --logdir" in result.stdout
     assert os.path.exists(tmp_path / "saved_models" / "quickstart" / "1" / "saved_model.pb")
-    assert "docker run -p 8501:8501" in result.stdout
+    assert "docker run -p 8500:8500 -p 8501:8501" in result.stdout and "mmkeras serve" in result.stdout
 
 
 def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
