@@ -1,0 +1,175 @@
+"""Serving latency and throughput: `mmkeras serve` against calling the SavedModel in process.
+
+The model is the quickstart's fused model (caption + 64x64 picture + 1 s
+clip), trained briefly and exported with `mmkeras export`; the rows are its
+real validation rows, sent one per request as TF Serving's REST row format
+with base64 bytes. The server runs as its own process on 127.0.0.1, once
+with dynamic batching (the defaults `mmkeras export` writes) and once with
+--no-batching.
+
+- `inprocess_p50_ms` / `inprocess_p99_ms`: `signatures["serving_default"]`
+  on one row, in this process.
+- `rest_p50_ms` / `rest_p99_ms`: one client, one row per request, keep-alive.
+- `overhead_p50_ms`: rest_p50_ms - inprocess_p50_ms (HTTP, JSON, base64,
+  queueing).
+- `throughput_{batched,unbatched}_rps_at_{1,8,32}`: requests/s with that many
+  concurrent clients; `throughput_batched_rps` / `throughput_unbatched_rps`
+  are the 32-client figures.
+
+    python benchmarks/serving.py --json results.json
+"""
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from mmkeras.data.splits import open_split
+from mmkeras.datasets import build_quickstart
+from mmkeras.export import export_run
+from mmkeras.training import train
+
+CLIENTS = (1, 8, 32)
+
+
+def exported_model(folder):
+    spec = build_quickstart(os.path.join(folder, "data"), num_rows=400)
+    spec.train.epochs = 2
+    spec.train.tensorboard_examples = 0
+    run = train(spec, os.path.join(folder, "run"), verbose=0).run_dir
+    result = export_run(run, os.path.join(folder, "saved_models", "quickstart"))
+    source = open_split(spec, "validation")
+    rows = [{f.name: source.fetch(i, f) for f in spec.data.features} for i in range(len(source))]
+    return result.path, rows
+
+
+@contextlib.contextmanager
+def server(base_dir, batching):
+    command = [sys.executable, "-m", "mmkeras.cli", "serve", base_dir, "--rest-port", "0", "--grpc-port", "0"]
+    process = subprocess.Popen(
+        command + ([] if batching else ["--no-batching"]),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if match := re.match(r"serving rest=http://(\S+) ", line):
+                yield match.group(1)
+                break
+        else:
+            raise RuntimeError("the server did not start")
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def request_bodies(rows):
+    encode = lambda v: {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v  # noqa: E731
+    return [json.dumps({"instances": [{k: encode(v) for k, v in row.items()}]}).encode() for row in rows]
+
+
+def rest_latencies(address, bodies, count):
+    connection = http.client.HTTPConnection(*address.split(":"))
+    latencies = []
+    for i in range(count):
+        start = time.perf_counter()
+        connection.request("POST", "/v1/models/quickstart:predict", body=bodies[i % len(bodies)])
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+        assert response.status == 200
+    connection.close()
+    return np.array(latencies[count // 10 :]) * 1000  # the first tenth warms connections up
+
+
+def throughput(address, bodies, clients, seconds):
+    done = [0] * clients
+    stop = threading.Event()
+
+    def client(index):
+        connection = http.client.HTTPConnection(*address.split(":"))
+        i = index
+        while not stop.is_set():
+            connection.request("POST", "/v1/models/quickstart:predict", body=bodies[i % len(bodies)])
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            done[index] += 1
+            i += clients
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)  # ramp up
+    start_count, start = sum(done), time.perf_counter()
+    time.sleep(seconds)
+    rate = (sum(done) - start_count) / (time.perf_counter() - start)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return rate
+
+
+def inprocess_latencies(path, rows, count):
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    inputs = [{k: tf.constant([v]) for k, v in row.items()} for row in rows]
+    latencies = []
+    for i in range(count):
+        start = time.perf_counter()
+        signature(**inputs[i % len(inputs)])["probabilities"].numpy()
+        latencies.append(time.perf_counter() - start)
+    return np.array(latencies[count // 10 :]) * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400, help="batch-1 requests per latency measurement")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput measurement")
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        print("training and exporting the quickstart model ...", flush=True)
+        path, rows = exported_model(folder)
+        base_dir = os.path.dirname(path)
+        bodies = request_bodies(rows)
+        inprocess = inprocess_latencies(path, rows, args.requests)
+        results = {
+            "inprocess_p50_ms": float(np.percentile(inprocess, 50)),
+            "inprocess_p99_ms": float(np.percentile(inprocess, 99)),
+        }
+        for batching in (True, False):
+            kind = "batched" if batching else "unbatched"
+            with server(base_dir, batching) as address:
+                if batching:
+                    rest = rest_latencies(address, bodies, args.requests)
+                    results["rest_p50_ms"] = float(np.percentile(rest, 50))
+                    results["rest_p99_ms"] = float(np.percentile(rest, 99))
+                for clients in CLIENTS:
+                    rate = throughput(address, bodies, clients, args.seconds)
+                    results[f"throughput_{kind}_rps_at_{clients}"] = rate
+                    print(f"{kind:>9}, {clients:>2} clients: {rate:8.1f} requests/s", flush=True)
+    results["overhead_p50_ms"] = results["rest_p50_ms"] - results["inprocess_p50_ms"]
+    results["throughput_batched_rps"] = results[f"throughput_batched_rps_at_{CLIENTS[-1]}"]
+    results["throughput_unbatched_rps"] = results[f"throughput_unbatched_rps_at_{CLIENTS[-1]}"]
+    results["batched_over_unbatched"] = results["throughput_batched_rps"] / results["throughput_unbatched_rps"]
+    for name, value in results.items():
+        print(f"{name:>36}: {value:10.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
