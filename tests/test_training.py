@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -248,7 +249,7 @@ def avmnist_small(tmp_path_factory, data_root):
 
 
 def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmnist_small, tmp_path):
-    accuracies = {}
+    accuracies, steps = {}, {}
     for strategy in ("default", "mirrored"):
         import yaml
 
@@ -261,6 +262,10 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmni
         replicas = "2 replica(s)" if strategy == "mirrored" else "1 replica(s)"
         assert replicas in result.stderr + result.stdout
         accuracies[strategy] = json.load(open(tmp_path / strategy / "metrics.json"))["accuracy"]
+        steps[strategy] = re.findall(r"^(\d+/\d+) - ", result.stdout, re.MULTILINE)
+        assert "ran out of data" not in result.stderr
+    # Each epoch is one pass over the data, split across the replicas, not one pass per replica.
+    assert steps["mirrored"] == steps["default"] and len(steps["default"]) == 4, steps
     assert accuracies["default"] > 0.8 and accuracies["mirrored"] > 0.8
     assert abs(accuracies["default"] - accuracies["mirrored"]) < 0.06, accuracies
 

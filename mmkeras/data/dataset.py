@@ -79,6 +79,7 @@ def make_dataset(
     preprocessor=None,
     batch_size=None,
     check=True,
+    repeat=False,
 ):
     """Builds the input pipeline for one split.
 
@@ -98,6 +99,8 @@ def make_dataset(
             when left out.
         check: bool. Run the bad-record check first (once per manifest), so
             no bad row can fail an epoch halfway.
+        repeat: bool. Repeat the split endlessly, reshuffled each pass, for a
+            loop that counts its own steps per epoch.
 
     Returns:
         A `tf.data.Dataset` of `(inputs, target)` (or `inputs` when the spec
@@ -142,6 +145,8 @@ def make_dataset(
             lambda batch, batch_seed: _augment(preprocessor, batch, batch_seed, has_target),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    if repeat:
+        dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -195,7 +195,11 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
     steps_per_epoch = _steps_per_epoch(spec)
     with strategy.scope():
         model = build_run_model(spec, preprocessor, build_optimizer(spec.train, steps_per_epoch))
-    train_data = make_distributed_dataset(strategy, spec, "train", preprocessor, training=True)
+    # Keras reads a distributed dataset's length per replica (with two replicas,
+    # twice the steps there are), so with several replicas the data repeats and
+    # fit is told the epoch's length.
+    replicated = strategy.num_replicas_in_sync > 1 and not is_multi_worker(strategy)
+    train_data = make_distributed_dataset(strategy, spec, "train", preprocessor, training=True, repeat=replicated)
     validation_data = make_dataset(spec, "validation", preprocessor=preprocessor) if has_validation else None
 
     monitor = "val_loss" if has_validation else "loss"
@@ -235,7 +239,9 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
             validation_data=validation_data,
             epochs=spec.train.epochs,
             callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch if replicated else None,
             class_weight=_class_weight(spec, preprocessor),
+            shuffle=False,  # make_dataset shuffles; Keras would only warn that it cannot
             verbose=verbose,
         )
     if nan_guard.failure:
