@@ -144,6 +144,11 @@ class PretrainedTextEncoder(Encoder):
         name = kwargs.pop("name", None) or "pretrained_text_encoder"
         backbone = keras_hub.models.Backbone.from_preset(preset, name=f"{name}_backbone")
         backbone.trainable = trainable
+        for layer in backbone.layers:
+            # BERT's [CLS] pooler is not used (the mean of the sequence is), so it
+            # gets no gradient: keep it out of fine-tuning.
+            if layer.name == "pooled_dense":
+                layer.trainable = False
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         mask = PaddingMask(name=f"{name}_padding_mask")(token_ids)
         backbone_inputs = {"token_ids": token_ids, "padding_mask": mask}
