@@ -2,25 +2,28 @@
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+
+def _subplots(*args, figsize, **kwargs):
+    # Figures made without pyplot leave the user's backend alone (a notebook's
+    # inline plots keep working) and are freed with the object.
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*args, **kwargs)
 
 
 def to_png(figure):
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
 def confusion_matrix_figure(matrix, labels, title="Confusion matrix"):
     matrix = np.asarray(matrix)
     size = max(4, 0.5 * len(labels) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure, axis = _subplots(figsize=(size, size))
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -39,7 +42,7 @@ def examples_figure(pictures, titles, captions=None, columns=4):
     """A grid of images or spectrograms, each titled (true vs predicted)."""
     count = len(pictures)
     rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    figure, axes = _subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
@@ -59,7 +62,7 @@ def examples_figure(pictures, titles, captions=None, columns=4):
 
 
 def curve_figure(x, y, xlabel, ylabel, title, diagonal=False):
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    figure, axis = _subplots(figsize=(4.5, 4.5))
     axis.plot(x, y)
     if diagonal:
         axis.plot([0, 1], [0, 1], linestyle="--", color="grey")
@@ -70,7 +73,7 @@ def curve_figure(x, y, xlabel, ylabel, title, diagonal=False):
 
 
 def scatter_figure(true, predicted, title="Predicted vs true"):
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    figure, axis = _subplots(figsize=(4.5, 4.5))
     axis.scatter(true, predicted, s=6, alpha=0.6)
     low, high = float(np.min(true)), float(np.max(true))
     axis.plot([low, high], [low, high], linestyle="--", color="grey")
@@ -82,7 +85,7 @@ def scatter_figure(true, predicted, title="Predicted vs true"):
 
 def bar_figure(values, title, ylabel):
     """Bars for a {name: value} mapping (per-class F1, modality ablation)."""
-    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(values) + 2), 3.5))
+    figure, axis = _subplots(figsize=(max(4, 0.6 * len(values) + 2), 3.5))
     names = list(values)
     axis.bar(range(len(names)), [values[n] for n in names], color="steelblue")
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
