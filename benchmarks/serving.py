@@ -15,6 +15,9 @@ with dynamic batching (the defaults `mmkeras export` writes) and once with
 - `throughput_{batched,unbatched}_rps_at_{1,8,32}`: requests/s with that many
   concurrent clients; `throughput_batched_rps` / `throughput_unbatched_rps`
   are the 32-client figures.
+- `inprocess_{batched,unbatched}_rps`: 32 threads calling the same signature
+  in this process, through the server's batcher or directly: what batching
+  gains before HTTP and JSON take their share of the same cores.
 
     python benchmarks/serving.py --json results.json
 """
@@ -38,6 +41,9 @@ import tensorflow as tf
 from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_quickstart
 from mmkeras.export import export_run
+from mmkeras.export.server_config import BatchingParameters
+from mmkeras.serving.limits import ServingLimits
+from mmkeras.serving.servable import Servable
 from mmkeras.training import train
 
 CLIENTS = (1, 8, 32)
@@ -121,6 +127,31 @@ def throughput(address, bodies, clients, seconds):
     return rate
 
 
+def inprocess_throughput(path, rows, batching, seconds, clients=CLIENTS[-1]):
+    servable = Servable("quickstart", 1, path, ServingLimits(), BatchingParameters() if batching else None)
+    signature = servable.signature("serving_default")
+    inputs = [{k: np.array([tf.compat.as_bytes(v)], dtype=object) for k, v in row.items()} for row in rows]
+    done, stop = [0] * clients, threading.Event()
+
+    def client(index):
+        while not stop.is_set():
+            signature(inputs[(index + done[index] * clients) % len(inputs)])
+            done[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    start_count, start = sum(done), time.perf_counter()
+    time.sleep(seconds)
+    rate = (sum(done) - start_count) / (time.perf_counter() - start)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    servable.retire()
+    return rate
+
+
 def inprocess_latencies(path, rows, count):
     signature = tf.saved_model.load(path).signatures["serving_default"]
     inputs = [{k: tf.constant([v]) for k, v in row.items()} for row in rows]
@@ -148,6 +179,8 @@ def main():
         results = {
             "inprocess_p50_ms": float(np.percentile(inprocess, 50)),
             "inprocess_p99_ms": float(np.percentile(inprocess, 99)),
+            "inprocess_batched_rps": inprocess_throughput(path, rows, True, args.seconds),
+            "inprocess_unbatched_rps": inprocess_throughput(path, rows, False, args.seconds),
         }
         for batching in (True, False):
             kind = "batched" if batching else "unbatched"
