@@ -129,6 +129,7 @@ def throughput(address, bodies, clients, seconds):
 
 def inprocess_throughput(path, rows, batching, seconds, clients=CLIENTS[-1]):
     servable = Servable("quickstart", 1, path, ServingLimits(), BatchingParameters() if batching else None)
+    servable.warm_up()  # as the server does; 32 threads racing a cold function stall for seconds
     signature = servable.signature("serving_default")
     inputs = [{k: np.array([tf.compat.as_bytes(v)], dtype=object) for k, v in row.items()} for row in rows]
     done, stop = [0] * clients, threading.Event()

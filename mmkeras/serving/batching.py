@@ -3,9 +3,10 @@
 Requests queue up; each batch thread takes the queued requests, up to
 `max_batch_size` rows, concatenates them along the batch axis, runs the
 signature once and hands each request its own slice of the outputs. With
-`batch_timeout_micros` 0 a thread never waits for a batch to fill: a lone
-request runs at once, and the requests that arrive while a batch runs form
-the next one. If a batch fails (one request has an undecodable image), its
+`batch_timeout_micros` 0 nothing waits for a batch to fill: a request that
+finds nothing running and nothing queued runs at once on its own thread (no
+handoff, so an idle server answers as fast as an unbatched one), and the
+requests that arrive while something runs form the next batch. If a batch fails (one request has an undecodable image), its
 requests run one by one so only the bad one gets the error.
 """
 
@@ -43,6 +44,7 @@ class Batcher:
         self._queue = collections.deque()
         self._ready = threading.Condition()
         self._stopped = False
+        self._running = 0  # batches (or lone requests) running now
         self.batch_sizes = collections.Counter()  # rows per executed batch, for monitoring
         self._threads = [
             threading.Thread(target=self._work, daemon=True, name=f"batch-{i}")
@@ -55,13 +57,28 @@ class Batcher:
         """Blocks until the request's batch has run; returns its outputs."""
         task = _Task(inputs, rows)
         with self._ready:
-            if self._stopped:
-                return self._run(inputs)  # a retired version finishes stragglers unbatched
-            limit = self._parameters.max_enqueued_batches * self._parameters.max_batch_size
-            if sum(t.rows for t in self._queue) + rows > limit:
-                raise ServingError("the server's batch queue is full; retry shortly", grpc.StatusCode.UNAVAILABLE)
-            self._queue.append(task)
-            self._ready.notify()
+            stopped = self._stopped  # a retired version finishes stragglers unbatched
+            idle = (
+                not self._queue
+                and self._running < self._parameters.num_batch_threads
+                and self._parameters.batch_timeout_micros == 0
+            )
+            if idle and not stopped:
+                self._running += 1
+                self.batch_sizes[rows] += 1
+            elif not stopped:
+                limit = self._parameters.max_enqueued_batches * self._parameters.max_batch_size
+                if sum(t.rows for t in self._queue) + rows > limit:
+                    raise ServingError("the server's batch queue is full; retry shortly", grpc.StatusCode.UNAVAILABLE)
+                self._queue.append(task)
+                self._ready.notify()
+        if stopped:
+            return self._run(inputs)
+        if idle:
+            try:
+                return self._run(inputs)
+            finally:
+                self._finished()
         task.done.wait()
         if task.error is not None:
             raise task.error
@@ -73,12 +90,19 @@ class Batcher:
             self._stopped = True
             self._ready.notify_all()
 
+    def _finished(self):
+        with self._ready:
+            self._running -= 1
+            if self._queue:  # waking an idle batch thread for nothing costs the GIL
+                self._ready.notify()
+
     def _take_batch(self):
         with self._ready:
-            while not self._queue and not self._stopped:
+            while (not self._queue or self._running >= self._parameters.num_batch_threads) and not self._stopped:
                 self._ready.wait()
             if not self._queue:
                 return None
+            self._running += 1
             deadline = time.monotonic() + self._parameters.batch_timeout_micros / 1e6
             batch = [self._queue.popleft()]
             rows = batch[0].rows
@@ -98,7 +122,10 @@ class Batcher:
 
     def _work(self):
         while (batch := self._take_batch()) is not None:
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            finally:
+                self._finished()
 
     def _run_batch(self, batch):
         self.batch_sizes[sum(task.rows for task in batch)] += 1
