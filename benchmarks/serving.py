@@ -98,23 +98,19 @@ def rest_latencies(address, bodies, count):
     return np.array(latencies[count // 10 :]) * 1000  # the first tenth warms connections up
 
 
-def throughput(address, bodies, clients, seconds):
+def closed_loop_rate(make_client, clients, seconds):
+    """Requests/s of `clients` threads, each sending its next request as soon as
+    the last one is answered: thread `index` calls `make_client(index)(n)`."""
     done = [0] * clients
     stop = threading.Event()
 
-    def client(index):
-        connection = http.client.HTTPConnection(*address.split(":"))
-        i = index
+    def loop(index):
+        send = make_client(index)
         while not stop.is_set():
-            connection.request("POST", "/v1/models/quickstart:predict", body=bodies[i % len(bodies)])
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
+            send(index + done[index] * clients)
             done[index] += 1
-            i += clients
-        connection.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
     time.sleep(1.0)  # ramp up
@@ -127,28 +123,27 @@ def throughput(address, bodies, clients, seconds):
     return rate
 
 
+def throughput(address, bodies, clients, seconds):
+    def make_client(index):
+        connection = http.client.HTTPConnection(*address.split(":"))
+
+        def send(n):
+            connection.request("POST", "/v1/models/quickstart:predict", body=bodies[n % len(bodies)])
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+
+        return send
+
+    return closed_loop_rate(make_client, clients, seconds)
+
+
 def inprocess_throughput(path, rows, batching, seconds, clients=CLIENTS[-1]):
     servable = Servable("quickstart", 1, path, ServingLimits(), BatchingParameters() if batching else None)
     servable.warm_up()  # as the server does; 32 threads racing a cold function stall for seconds
     signature = servable.signature("serving_default")
     inputs = [{k: np.array([tf.compat.as_bytes(v)], dtype=object) for k, v in row.items()} for row in rows]
-    done, stop = [0] * clients, threading.Event()
-
-    def client(index):
-        while not stop.is_set():
-            signature(inputs[(index + done[index] * clients) % len(inputs)])
-            done[index] += 1
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.0)
-    start_count, start = sum(done), time.perf_counter()
-    time.sleep(seconds)
-    rate = (sum(done) - start_count) / (time.perf_counter() - start)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    rate = closed_loop_rate(lambda index: lambda n: signature(inputs[n % len(inputs)]), clients, seconds)
     servable.retire()
     return rate
 

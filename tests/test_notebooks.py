@@ -2,11 +2,13 @@
 
 import glob
 import os
+import signal
 import sys
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from tensorboard import manager
 
 from tests.conftest import REPO_ROOT
 
@@ -28,9 +30,16 @@ def test_notebook_runs(path, data_root, monkeypatch):
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
         "commit notebooks without outputs"
     )
-    NotebookClient(
-        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
-    ).execute()
+    running_before = {info.pid for info in manager.get_all()}
+    try:
+        NotebookClient(
+            notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
+        ).execute()
+    finally:
+        # `%tensorboard` leaves its server running after the kernel exits.
+        for info in manager.get_all():
+            if info.pid not in running_before:
+                os.kill(info.pid, signal.SIGTERM)
     errors = [
         output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"
     ]

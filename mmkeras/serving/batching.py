@@ -45,7 +45,6 @@ class Batcher:
         self._ready = threading.Condition()
         self._stopped = False
         self._running = 0  # batches (or lone requests) running now
-        self.batch_sizes = collections.Counter()  # rows per executed batch, for monitoring
         self._threads = [
             threading.Thread(target=self._work, daemon=True, name=f"batch-{i}")
             for i in range(parameters.num_batch_threads)
@@ -65,7 +64,6 @@ class Batcher:
             )
             if idle and not stopped:
                 self._running += 1
-                self.batch_sizes[rows] += 1
             elif not stopped:
                 limit = self._parameters.max_enqueued_batches * self._parameters.max_batch_size
                 if sum(t.rows for t in self._queue) + rows > limit:
@@ -128,7 +126,6 @@ class Batcher:
                 self._finished()
 
     def _run_batch(self, batch):
-        self.batch_sizes[sum(task.rows for task in batch)] += 1
         if len(batch) > 1:
             inputs = {name: np.concatenate([task.inputs[name] for task in batch]) for name in batch[0].inputs}
             try:
