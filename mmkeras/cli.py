@@ -192,7 +192,12 @@ def cmd_serve(args):
     server = ModelServer(
         args.path, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port, batching=batching,
         limits=limits, poll_seconds=args.poll_seconds, model_name=args.model_name,
-    ).start()
+    )
+    try:
+        server.start()
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"Dynamic batching: {source}", flush=True)
     # One parseable line, so scripts (and tests) can find ports chosen with 0.
     print(f"serving rest=http://{args.host}:{server.rest_port} grpc={args.host}:{server.grpc_port}", flush=True)

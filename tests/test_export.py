@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,6 @@ from mmkeras.export import check_ops, export_run, versions
 from mmkeras.export.checks import check_listing, saved_model_cli_listing
 from mmkeras.export.server_config import read_batching_parameters, read_models_config
 from mmkeras.export.warmup import read_warmup_requests
-from mmkeras.spec import Spec
 from mmkeras.training import load_run, train
 
 
@@ -28,9 +28,15 @@ def _raw(spec, count=6):
     return {f.name: tf.constant([source.fetch(i, f) for i in range(count)]) for f in spec.data.features}
 
 
-def test_export_serves_raw_inputs_like_the_trained_model(run_dir, tmp_path):
-    result = export_run(run_dir, str(tmp_path / "quick"))
-    assert result.version == 1 and result.path == str(tmp_path / "quick" / "1")
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("exported") / "quick"
+    return export_run(run_dir, str(base)), base
+
+
+def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
+    result, base = exported
+    assert result.version == 1 and result.path == str(base / "1")
     assert result.max_difference <= 1e-5
     spec, preprocessor, model = load_run(run_dir)
     loaded = tf.saved_model.load(result.path)
@@ -60,14 +66,39 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, tmp_path):
     np.testing.assert_allclose(without_image.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_versions_are_chosen_and_never_overwritten_silently(run_dir, tmp_path):
+def test_versions_are_chosen_never_overwritten_silently_and_published_whole(run_dir, tmp_path):
     base = str(tmp_path / "model")
-    assert export_run(run_dir, base).version == 1
-    assert export_run(run_dir, base).version == 2
-    with pytest.raises(SpecError, match="version 2 already exists .* --force"):
-        export_run(run_dir, base, version=2)
-    before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns
-    assert export_run(run_dir, base, version=2, force=True).version == 2
+    seen, incomplete = set(), []
+    done = threading.Event()
+
+    def poll():  # what a server polling the base path would see
+        while True:
+            finished = done.is_set()  # one more full pass after the last export
+            for version in versions(base):
+                folder = os.path.join(base, str(version))
+                complete = os.path.exists(os.path.join(folder, "saved_model.pb")) and os.path.exists(
+                    os.path.join(folder, "variables", "variables.index")
+                )
+                seen.add(version)
+                if not complete:
+                    incomplete.append(version)
+            if finished:
+                return
+            time.sleep(0.001)  # leave the exporting threads the GIL
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        assert export_run(run_dir, base).version == 1
+        assert export_run(run_dir, base).version == 2
+        with pytest.raises(SpecError, match="version 2 already exists .* --force"):
+            export_run(run_dir, base, version=2)
+        before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns
+        assert export_run(run_dir, base, version=2, force=True).version == 2
+    finally:
+        done.set()
+        poller.join()
+    assert seen == {1, 2} and not incomplete
     assert os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns != before
     assert versions(base) == [1, 2]
     assert not [name for name in os.listdir(base) if name.startswith(".")]  # no staging left behind
@@ -80,15 +111,15 @@ def test_versions_are_chosen_and_never_overwritten_silently(run_dir, tmp_path):
     assert read_batching_parameters(str(tmp_path / "batching_parameters.txt")).max_batch_size == 32
 
 
-def test_warmup_requests_are_real_validation_rows(run_dir, tmp_path):
-    result = export_run(run_dir, str(tmp_path / "warm"))
+def test_warmup_requests_are_real_validation_rows(run_dir, exported):
+    result, _ = exported
     requests = read_warmup_requests(result.path)
     sizes = [len(tf.make_ndarray(r.inputs["caption"])) for r in requests]
     assert sizes == [1, 2, 4, 8, 16, 32] and result.warmup_requests == len(requests)
     spec = load_run(run_dir)[0]
     source = open_split(spec, "validation")
     largest = requests[-1]
-    assert largest.model_spec.name == "warm" and largest.model_spec.signature_name == "serving_default"
+    assert largest.model_spec.name == "quick" and largest.model_spec.signature_name == "serving_default"
     for feature in spec.data.features:
         sent = [v if isinstance(v, bytes) else v.encode() for v in tf.make_ndarray(largest.inputs[feature.name])]
         expected = [source.fetch(i, feature) for i in range(32)]
@@ -116,36 +147,6 @@ def test_retrieval_model_exports_both_encoders(data_root, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
     images = tf.constant([source.fetch(i, spec.data.features[1]) for i in range(4)])
     assert loaded.signatures["encode_image"](image=images)["embedding"].shape == (4, 32)
-
-
-def test_a_poller_never_sees_a_half_written_version(run_dir, tmp_path):
-    base = str(tmp_path / "polled")
-    seen, incomplete = set(), []
-    done = threading.Event()
-
-    def poll():
-        while True:
-            finished = done.is_set()  # one more full pass after the last export
-            for version in versions(base):
-                folder = os.path.join(base, str(version))
-                complete = os.path.exists(os.path.join(folder, "saved_model.pb")) and os.path.exists(
-                    os.path.join(folder, "variables", "variables.index")
-                )
-                seen.add(version)
-                if not complete:
-                    incomplete.append(version)
-            if finished:
-                return
-
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
-        export_run(run_dir, base)
-        export_run(run_dir, base)
-    finally:
-        done.set()
-        poller.join()
-    assert seen == {1, 2} and not incomplete
 
 
 def test_op_check_names_python_ops_and_where_they_are(tmp_path):

@@ -246,6 +246,15 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(served, rows):
     assert served.process.poll() is None
 
 
+def test_a_port_in_use_is_a_clear_error(served):
+    result = subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", "serve", str(served.root / "quick"), "--rest-port",
+         served.rest.split(":")[1], "--grpc-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "Pick another --rest-port" in result.stderr
+
+
 def test_client_over_rest_and_grpc(served, rows):
     raw, expected, labels = rows
     row_dicts = [{name: values[i] for name, values in raw.items()} for i in range(ROWS)]

@@ -97,6 +97,7 @@ def make_grpc_server(registry, limits, host, port, threads=16):
         options=[
             ("grpc.max_receive_message_length", limits.max_request_bytes),
             ("grpc.max_send_message_length", limits.max_request_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(registry), server)

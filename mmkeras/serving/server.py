@@ -45,14 +45,29 @@ class ModelServer:
         self.rest_port = self.grpc_port = None
 
     def start(self):
-        """Loads the models, then opens the ports; returns self."""
-        self.registry.start()
+        """Binds the ports (a port in use fails at once), loads the models,
+        then serves; returns self. Raises OSError naming the port that
+        cannot be bound.
+        """
         if self._grpc_port is not None:
-            self.grpc_server, self.grpc_port = make_grpc_server(self.registry, self.limits, self.host, self._grpc_port)
-            self.grpc_server.start()
+            try:
+                self.grpc_server, self.grpc_port = make_grpc_server(
+                    self.registry, self.limits, self.host, self._grpc_port
+                )
+            except RuntimeError as error:  # grpc's way of saying the bind failed
+                raise OSError(f"cannot listen for gRPC on {self.host}:{self._grpc_port} ({error}); "
+                              "is another server using it? Pick another --grpc-port.") from None
         if self._rest_port is not None:
-            self.rest_server = make_rest_server(self.registry, self.limits, self.host, self._rest_port)
+            try:
+                self.rest_server = make_rest_server(self.registry, self.limits, self.host, self._rest_port)
+            except OSError as error:
+                raise OSError(f"cannot listen for REST on {self.host}:{self._rest_port} ({error.strerror}); "
+                              "is another server using it? Pick another --rest-port.") from None
             self.rest_port = self.rest_server.server_address[1]
+        self.registry.start()
+        if self.grpc_server:
+            self.grpc_server.start()
+        if self.rest_server:
             threading.Thread(target=self.rest_server.serve_forever, daemon=True, name="rest").start()
         return self
 
