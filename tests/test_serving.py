@@ -367,4 +367,5 @@ def test_image_sizes_are_read_from_headers():
     assert image_size(b"BM" + b"\x00" * 12 + struct.pack("<Iii", 40, 320, -200) + b"\x00" * 8) == (320, 200)
     assert image_size(_png_header(60000, 60000)) == (60000, 60000)
     assert image_size(b"plain text") is None
+    assert image_size(b"BMX bike tricks in the park at dusk") is None  # text, not a bitmap
     assert ServingLimits().max_image_pixels < 60000 * 60000

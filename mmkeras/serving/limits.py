@@ -17,6 +17,8 @@ class ServingLimits:
     max_image_pixels: int = 40_000_000
 
 
+# The BMP info-header sizes that exist; text starting with "BM" has none of them.
+_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -47,7 +49,7 @@ def image_size(data):
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         return struct.unpack("<HH", data[6:10])
-    if data[:2] == b"BM" and len(data) >= 26:
+    if data[:2] == b"BM" and len(data) >= 26 and struct.unpack("<I", data[14:18])[0] in _BMP_HEADER_SIZES:
         if struct.unpack("<I", data[14:18])[0] == 12:
             return struct.unpack("<HH", data[18:22])
         width, height = struct.unpack("<ii", data[18:26])
