@@ -31,6 +31,7 @@ from mmkeras.export.server_config import BatchingParameters
 from mmkeras.serving import Client, ServingError, ServingLimits
 from mmkeras.serving.batching import Batcher
 from mmkeras.serving.limits import image_size
+from mmkeras.serving.registry import ModelRegistry, ModelSource
 from mmkeras.training import load_run
 
 MAX_REQUEST_BYTES = 2_000_000
@@ -369,3 +370,26 @@ def test_image_sizes_are_read_from_headers():
     assert image_size(b"plain text") is None
     assert image_size(b"BMX bike tricks in the park at dusk") is None  # text, not a bitmap
     assert ServingLimits().max_image_pixels < 60000 * 60000
+
+
+def test_a_version_unloaded_by_the_policy_loads_again_when_wanted_back(tmp_path):
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            return {"y": x * 2}
+
+    for version in (1, 2):
+        module = Doubler()
+        tf.saved_model.save(module, str(tmp_path / "m" / str(version)), signatures={"serving_default": module.serve})
+    source = ModelSource("m", str(tmp_path / "m"), latest=1)
+    registry = ModelRegistry(lambda: [source], ServingLimits())
+    registry.refresh()
+    assert registry.servable("m").version == 2
+    source.specific = [1]  # e.g. `stable` moved back to version 1
+    registry.refresh()
+    assert registry.servable("m").version == 1
+    source.specific = []
+    registry.refresh()
+    assert registry.servable("m").version == 2
+    states = {s.version: s.state for s in registry.status("m").model_version_status}
+    assert states == {1: get_model_status_pb2.ModelVersionStatus.END, 2: get_model_status_pb2.ModelVersionStatus.AVAILABLE}

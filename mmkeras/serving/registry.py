@@ -138,9 +138,12 @@ class ModelRegistry:
     def _refresh_model(self, source):
         wanted = source.wanted()
         loaded = dict(self._loaded.get(source.name, {}))
-        tried = self._status.get(source.name, {})
+        with self._lock:
+            failed = {v for v, (_, message) in self._status.get(source.name, {}).items() if message}
         for version in wanted:
-            if version in loaded or version in tried and tried[version][0] == State.END:
+            # A version that failed to load is not retried every poll; one that
+            # was unloaded (a label moved away and back) loads again.
+            if version in loaded or version in failed:
                 continue
             self._set_status(source.name, version, State.LOADING)
             try:
@@ -169,8 +172,7 @@ class ModelRegistry:
     def resolve(self, name, version=None, label=None):
         """The version number a request means: pinned, labelled or latest."""
         with self._lock:
-            if name not in self._sources:
-                raise not_found(f"Servable not found for request: model `{name}` is not served here.")
+            self._check_served(name)
             loaded = self._loaded.get(name, {})
             if label:
                 labels = self._sources[name].labels
@@ -197,7 +199,8 @@ class ModelRegistry:
         if version is not None or label:
             version = self.resolve(name, version, label)
         else:
-            self.resolve_model(name)
+            with self._lock:
+                self._check_served(name)
         with self._lock:
             status = dict(self._status.get(name, {}))
         if version is not None and version not in status:
@@ -211,7 +214,6 @@ class ModelRegistry:
             )
         return response
 
-    def resolve_model(self, name):
-        with self._lock:
-            if name not in self._sources:
-                raise not_found(f"Servable not found for request: model `{name}` is not served here.")
+    def _check_served(self, name):
+        if name not in self._sources:
+            raise not_found(f"Servable not found for request: model `{name}` is not served here.")
