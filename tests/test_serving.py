@@ -215,7 +215,7 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(served, rows):
         assert status_after == 200, (what, after)
         np.testing.assert_allclose(after["predictions"][0]["probabilities"], expected[0], atol=1e-5)
 
-    # An oversized body is refused from its Content-Length, before it is read.
+    # An oversized body is refused from its Content-Length, without being held in memory.
     status, answer = served.post("/v1/models/quick:predict", b"x" * (MAX_REQUEST_BYTES + 1))
     assert status == 413 and "--max-request-bytes" in answer["error"]
 

@@ -5,7 +5,8 @@
     POST /v1/models/NAME[/versions/N | /labels/L]:predict    predictions
 
 Every failure is `{"error": "..."}` with a 4xx/5xx status; the body size is
-checked against the limit before the body is read.
+checked against the limit from its Content-Length, and an oversized body is
+read away in small chunks, never held.
 """
 
 import http.server
@@ -100,13 +101,20 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             raise ServingError("the request needs a Content-Length header.")
         if int(length) > self.limits.max_request_bytes:
-            self.close_connection = True  # the unread body must not be parsed as the next request
+            self.close_connection = True
+            self._discard(int(length))
             raise ServingError(
                 f"the request body is {int(length):,} bytes, more than this server's limit of "
                 f"{self.limits.max_request_bytes:,} (--max-request-bytes); send fewer rows per request.",
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
             )
         return self.rfile.read(int(length))
+
+    def _discard(self, length, chunk=64 * 1024):
+        """Reads an oversized body away without keeping it: a client still
+        sending when the socket closes gets a broken pipe instead of the 413."""
+        while length > 0 and (data := self.rfile.read(min(chunk, length))):
+            length -= len(data)
 
     def do_GET(self):
         self._handle("GET")
