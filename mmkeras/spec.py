@@ -33,6 +33,7 @@ ENCODER_TYPES = {
 FUSION_TYPES = ("concat", "late", "gated", "tensor", "low_rank_tensor", "cross_attention")
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+MIXED_PRECISION = ("auto", "on", "off", "float16", "bfloat16")
 SCHEDULES = ("constant", "cosine", "exponential")
 
 
@@ -463,7 +464,10 @@ class TrainSpec:
             without a better validation loss; None never stops early.
         class_weight: str, dict or None. "auto" weights classes by inverse
             frequency; or `{label: weight}`.
-        mixed_precision: str. "auto" (mixed_float16 on a GPU), "on" or "off".
+        mixed_precision: str. "auto" (16-bit compute on a GPU that has fast
+            16-bit math: bfloat16 from compute capability 8.0, float16 from
+            7.0; float32 elsewhere), "on" (float16), "float16",
+            "bfloat16" or "off". Variables and outputs stay float32.
         strategy: str. "auto", "default", "mirrored" or "multi_worker".
         seed: int. Seeds weights, dropout and the pipeline.
         tensorboard_examples: int. Validation rows shown each epoch.
@@ -490,9 +494,9 @@ class TrainSpec:
         _require(self.schedule in SCHEDULES, self.where, f"`schedule` must be one of {', '.join(SCHEDULES)}.")
         _require(self.strategy in STRATEGIES, self.where, f"`strategy` must be one of {', '.join(STRATEGIES)}.")
         _require(
-            self.mixed_precision in ("auto", "on", "off"),
+            self.mixed_precision in MIXED_PRECISION,
             self.where,
-            "`mixed_precision` must be auto, on or off.",
+            f"`mixed_precision` must be one of {', '.join(MIXED_PRECISION)}.",
         )
         _require(
             self.class_weight in (None, "auto") or isinstance(self.class_weight, dict),

@@ -23,7 +23,8 @@ TOKENS = np.array([[5, 3, 9, 0, 0, 0], [2, 0, 0, 0, 0, 0]], dtype="int32")
 A = rng.rand(2, 3).astype("float32")
 B = rng.rand(2, 4).astype("float32")
 C = rng.rand(2, 2).astype("float32")
-PRESENT = np.ones((2, 3), dtype="float32")
+# Some modalities missing: what masks must handle in every precision.
+PARTIAL = np.array([[1, 0, 1], [0, 0, 1]], dtype="float32")
 
 
 def _encoder_shapes(pooled, steps, width):
@@ -102,12 +103,12 @@ def test_vector_fusion_layers(cls, kwargs, expected):
 
 
 def test_gated_fusion_layer():
-    run_layer_test(GatedFusion, {"hidden_dim": 5}, [[A, B, C]], (2, 5), call_kwargs={"modality_mask": PRESENT})
+    run_layer_test(GatedFusion, {"hidden_dim": 5}, [[A, B, C]], (2, 5), call_kwargs={"modality_mask": PARTIAL})
 
 
 def test_late_fusion_layer():
     run_layer_test(
-        LateFusion, {"num_outputs": 4, "hidden_dims": [6], "combine": "learned"}, [[A, B, C]], (2, 4), call_kwargs={"modality_mask": PRESENT}
+        LateFusion, {"num_outputs": 4, "hidden_dims": [6], "combine": "learned"}, [[A, B, C]], (2, 4), call_kwargs={"modality_mask": PARTIAL}
     )
 
 

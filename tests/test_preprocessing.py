@@ -5,6 +5,7 @@ import subprocess
 import sys
 import wave
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -270,3 +271,28 @@ def test_augmenter_flip_is_an_exact_mirror_and_inference_is_identity():
     odd = tf.random.uniform((8, 11, 11, 1), seed=4)
     turned = ImageAugmenter(rotation=0.2, zoom=0.3, seed=5)(odd).numpy()
     np.testing.assert_allclose(turned[:, 5, 5], odd.numpy()[:, 5, 5], atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_augmentation_and_preprocessing_under_mixed_precision(policy, quickstart_spec):
+    from mmkeras.preprocessing import ImageAugmenter
+    from tests.layer_test import global_policy
+
+    images = tf.random.uniform((4, 12, 10, 3), seed=3)
+    seed = tf.constant([7, 8])
+    kwargs = dict(flip="horizontal", rotation=0.1, zoom=0.2, contrast=0.3)
+    expected = ImageAugmenter(**kwargs)(images, seed=seed).numpy()
+    with global_policy(policy):
+        # Built as training builds it under mixed precision: still float32 on the host.
+        host = ImageAugmenter(**kwargs)
+        preprocessor = build_preprocessor(quickstart_spec, progress=False)
+    np.testing.assert_array_equal(host(images, seed=seed), expected)
+    row = {"caption": tf.constant("a round thing"), "image": tf.io.read_file(quickstart_spec.resolve("images/00000.png")),
+           "audio": tf.io.read_file(quickstart_spec.resolve("audio/00000.wav"))}
+    outputs = preprocessor(row)
+    assert outputs["image"].dtype == tf.float32 and outputs["audio"].dtype == tf.float32
+    # The same augmentation inside a model, in the policy's 16-bit dtype.
+    compute_dtype = keras.mixed_precision.Policy(policy).compute_dtype
+    in_model = ImageAugmenter(**kwargs, dtype=policy)(tf.cast(images, compute_dtype), seed=seed)
+    assert in_model.dtype == compute_dtype
+    np.testing.assert_allclose(np.asarray(tf.cast(in_model, "float32")), expected, atol=0.02)

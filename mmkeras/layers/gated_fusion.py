@@ -22,6 +22,9 @@ class GatedFusion(keras.layers.Layer):
     def __init__(self, hidden_dim=128, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
+        # Keras's masked softmax picks its large negative by dtype: a fixed
+        # 1e9 is inf in float16, and inf x 0 turned the gates into NaN.
+        self.softmax = keras.layers.Softmax(axis=1, dtype=self.dtype_policy)
 
     def build(self, input_shapes):
         self.num_modalities = len(input_shapes)
@@ -39,10 +42,8 @@ class GatedFusion(keras.layers.Layer):
         logits = ops.reshape(
             self.gate(ops.concatenate(inputs, axis=-1)), (-1, self.num_modalities, self.hidden_dim)
         )
-        if modality_mask is not None:
-            absent = 1.0 - ops.cast(modality_mask, logits.dtype)
-            logits = logits - 1e9 * ops.expand_dims(absent, -1)
-        gates = ops.softmax(logits, axis=1)
+        present = None if modality_mask is None else ops.expand_dims(ops.cast(modality_mask, "bool"), -1)
+        gates = self.softmax(logits, mask=present)
         fused = ops.sum(gates * proposals, axis=1)
         return (fused, gates) if return_gates else fused
 

@@ -52,7 +52,8 @@ class LateFusion(keras.layers.Layer):
         weights = ops.softmax(self.modality_logits)[None, :]
         if modality_mask is not None:
             weights = weights * ops.cast(modality_mask, weights.dtype)
-        weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-9)
+        # No epsilon (1e-9 is 0 in float16): a row with nothing present gets zeros.
+        weights = ops.divide_no_nan(weights, ops.sum(weights, axis=1, keepdims=True))
         return ops.sum(logits * ops.expand_dims(weights, -1), axis=1)
 
     def compute_output_shape(self, inputs_shape, modality_mask_shape=None):

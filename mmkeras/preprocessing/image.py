@@ -191,6 +191,9 @@ def affine_warp(images, transforms):
     source_y = rows[3] * xs + rows[4] * ys + rows[5]
     x0, y0 = tf.floor(source_x), tf.floor(source_y)
     wx, wy = (source_x - x0)[..., tf.newaxis], (source_y - y0)[..., tf.newaxis]
+    # Coordinates stay float32 (a 16-bit float cannot address pixel 2049);
+    # only the interpolation weights take the images' dtype.
+    wx, wy = tf.cast(wx, images.dtype), tf.cast(wy, images.dtype)
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
     pixels = tf.reshape(images, [-1, channels])
     offsets = (tf.range(batch) * height * width)[:, tf.newaxis, tf.newaxis]
@@ -220,6 +223,8 @@ class ImageAugmenter(keras.layers.Layer):
 
     Call it with `seed`, a `[2]` int tensor, for reproducible transforms
     (stateless random ops); without one each call draws fresh randomness.
+    It computes in float32 unless given another `dtype`; any float dtype
+    works.
 
     Args:
         flip: str or None. "horizontal", "vertical" or "horizontal_and_vertical".
@@ -240,6 +245,7 @@ class ImageAugmenter(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # host-side, like the preprocessor
         super().__init__(**kwargs)
         self.flip = flip
         self.rotation = rotation
@@ -248,7 +254,7 @@ class ImageAugmenter(keras.layers.Layer):
         self.value_range = tuple(value_range)
         self.seed = seed
         self.random_contrast = (
-            keras.layers.RandomContrast(contrast, value_range=self.value_range)
+            keras.layers.RandomContrast(contrast, value_range=self.value_range, dtype=self.dtype_policy)
             if contrast
             else None
         )
@@ -283,7 +289,7 @@ class ImageAugmenter(keras.layers.Layer):
             seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32, seed=self.seed)
         shape = tf.shape(images)
         transforms = self._affine_transforms(shape[0], shape[1], shape[2], seed)
-        factors = _uniform(seed, 4, [shape[0], 1, 1, 1], 1 - self.contrast, 1 + self.contrast)
+        factors = tf.cast(_uniform(seed, 4, [shape[0], 1, 1, 1], 1 - self.contrast, 1 + self.contrast), images.dtype)
         return self._transform(images, transforms, factors)
 
     @tf.function(jit_compile=True)

@@ -15,9 +15,14 @@ class PreprocessingLayer(keras.layers.Layer):
     (a `tf.map_fn` over a single element costs a loop per example in tf.data).
     Direct calls, `ds.map` before `batch()` and `ds.map` after `batch()` all
     run the same per-example ops.
+
+    Preprocessing computes in float32 whatever the global dtype policy: under
+    mixed precision the model casts its own inputs, and host-side decoding
+    gains nothing from 16-bit floats.
     """
 
     def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True

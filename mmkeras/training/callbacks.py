@@ -19,11 +19,14 @@ class NaNGuard(keras.callbacks.Callback):
 
     Args:
         last_checkpoint: str. The path of the last-epoch checkpoint.
+        dtype_policy: str. The run's Keras dtype policy, named as a possible
+            cause when it is a 16-bit one.
     """
 
-    def __init__(self, last_checkpoint):
+    def __init__(self, last_checkpoint, dtype_policy="float32"):
         super().__init__()
         self.last_checkpoint = last_checkpoint
+        self.dtype_policy = dtype_policy
         self.failure = None
         self.epoch = 0
 
@@ -39,6 +42,11 @@ class NaNGuard(keras.callbacks.Callback):
                 "(written at the end of the last finished epoch). Lower train.learning_rate, "
                 "add warmup_epochs, or check the data for extreme values."
             )
+            if self.dtype_policy != "float32":
+                self.failure += (
+                    f" The run computes in {self.dtype_policy}: a 16-bit overflow is a possible cause; "
+                    "try train.mixed_precision: bfloat16 (float32's range) or off."
+                )
             self.model.stop_training = True
 
 
