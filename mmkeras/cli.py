@@ -377,7 +377,7 @@ def build_parser():
 CPU_DEVICES_ENV = "MMKERAS_CPU_DEVICES"
 
 
-def _split_cpu():
+def split_cpu():
     """Splits the CPU into N logical devices when $MMKERAS_CPU_DEVICES says so,
     so MirroredStrategy can be tried (and tested) without GPUs."""
     count = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
@@ -392,7 +392,7 @@ def _split_cpu():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _split_cpu()
+    split_cpu()
     from mmkeras.data.manifest import BadValue
     from mmkeras.errors import BadRecordError, SpecError
     from mmkeras.training.callbacks import TrainingError

@@ -3,10 +3,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import keras
@@ -18,36 +16,7 @@ from mmkeras.datasets import build_avmnist, build_quickstart
 from mmkeras.spec import Spec
 from mmkeras.training import TrainingError, train
 from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
-
-SMALL_MODEL = {
-    "encoders": {
-        "caption": {"type": "lstm", "embedding_dim": 8, "units": 8},
-        "image": {"type": "cnn", "filters": [8, 16]},
-        "audio": {"type": "spectrogram_cnn", "filters": [8, 16]},
-    },
-    "fusion": {"type": "concat", "projection_dim": 16},
-    "head": {"hidden_dims": [32], "dropout_rate": 0.1},
-}
-
-
-def _write(spec_path, **train):
-    spec = Spec.from_yaml(spec_path)
-    mapping = spec.to_dict()
-    mapping["model"] = SMALL_MODEL
-    mapping["train"].update(train)
-    import yaml
-
-    path = spec_path.replace("spec.yaml", f"spec_{abs(hash(json.dumps(train, sort_keys=True)))}.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(mapping, f)
-    return path
-
-
-def _mmkeras(*args, env=None, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "mmkeras.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, **kwargs
-    )
-
+from tests.training_helpers import run_cli, write_train_spec
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory):
@@ -58,7 +27,7 @@ def quickstart_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_run(quickstart_dir, tmp_path_factory):
-    spec = Spec.from_yaml(_write(os.path.join(quickstart_dir, "spec.yaml"), epochs=6, profile_batches=[2, 4]))
+    spec = Spec.from_yaml(write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=6, profile_batches=[2, 4]))
     run_dir = str(tmp_path_factory.mktemp("run") / "fused")
     return train(spec, run_dir, verbose=0)
 
@@ -117,7 +86,7 @@ def test_tensorboard_shows_scalars_pictures_text_audio_projector_hparams_profile
 
 
 def test_evaluate_writes_metrics_plots_and_ablation(trained_run, tmp_path):
-    result = _mmkeras("evaluate", trained_run.run_dir, "--output-dir", str(tmp_path))
+    result = run_cli("evaluate", trained_run.run_dir, "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.load(open(tmp_path / "metrics.json"))
     assert report["accuracy"] >= 0.8
@@ -143,7 +112,7 @@ def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tm
         caption, image, audio, label = line.split(",")
         fixed.append(",".join([caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]))
     manifest.write_text("\n".join([header, *fixed]) + "\n")
-    result = _mmkeras("predict", trained_run.run_dir, "--data", str(manifest))
+    result = run_cli("predict", trained_run.run_dir, "--data", str(manifest))
     assert result.returncode == 0, result.stderr
     written = list(csv.DictReader(open(tmp_path / "rows.predictions.csv")))
     assert len(written) == 6
@@ -154,7 +123,7 @@ def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tm
 
 
 def test_finished_run_is_not_overwritten_by_accident(trained_run, quickstart_dir):
-    result = _mmkeras("train", os.path.join(trained_run.run_dir, "spec.yaml"), "--output-dir", trained_run.run_dir)
+    result = run_cli("train", os.path.join(trained_run.run_dir, "spec.yaml"), "--output-dir", trained_run.run_dir)
     assert result.returncode == 2 and "holds a finished run" in result.stderr
 
 
@@ -187,8 +156,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_training_error_reaches_the_command_line(quickstart_dir, tmp_path):
-    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, learning_rate=1e12, optimizer="sgd")
-    result = _mmkeras("train", spec_path, "--output-dir", str(tmp_path / "nan"))
+    spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, learning_rate=1e12, optimizer="sgd")
+    result = run_cli("train", spec_path, "--output-dir", str(tmp_path / "nan"))
     assert result.returncode == 2
     assert "error: the loss became nan" in result.stderr.lower()
     assert isinstance(TrainingError("x"), RuntimeError)
@@ -202,7 +171,7 @@ def _history_epochs(path):
 
 def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tmp_path):
     # A cosine schedule ends each run in a settled state, so two runs compare.
-    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine")
+    spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine")
     spec = Spec.from_yaml(spec_path)
     import yaml
 
@@ -257,7 +226,7 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmni
         mapping["train"]["strategy"] = strategy
         spec_path = avmnist_small.replace("spec.yaml", f"spec_{strategy}.yaml")
         yaml.safe_dump(mapping, open(spec_path, "w"))
-        result = _mmkeras("train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"})
+        result = run_cli("train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"})
         assert result.returncode == 0, result.stderr[-3000:]
         replicas = "2 replica(s)" if strategy == "mirrored" else "1 replica(s)"
         assert replicas in result.stderr + result.stdout
@@ -270,45 +239,8 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmni
     assert abs(accuracies["default"] - accuracies["mirrored"]) < 0.06, accuracies
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_multi_worker_training_ends_with_identical_weights(quickstart_dir, tmp_path):
-    spec_path = _write(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, strategy="multi_worker", tensorboard_examples=0)
-    ports = [_free_port(), _free_port()]
-    script = textwrap.dedent(
-        f"""
-        import hashlib, json, os, sys
-        index = int(sys.argv[1])
-        os.environ["TF_CONFIG"] = json.dumps({{"cluster": {{"worker": ["127.0.0.1:{ports[0]}", "127.0.0.1:{ports[1]}"]}},
-                                              "task": {{"type": "worker", "index": index}}}})
-        import numpy as np
-        from mmkeras import Spec
-        from mmkeras.training import train
-        result = train(Spec.from_yaml({spec_path!r}), {str(tmp_path / "run")!r}, verbose=0)
-        weights = b"".join(np.asarray(w).tobytes() for w in result.model.weights)
-        print("DIGEST", hashlib.sha256(weights).hexdigest(), len(result.model.weights))
-        """
-    )
-    workers = [
-        subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    outputs = [w.communicate(timeout=300) for w in workers]
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    digests = [next(line for line in out.splitlines() if line.startswith("DIGEST")) for out, _ in outputs]
-    assert digests[0] == digests[1]
-    # Only the chief (worker 0) writes the run folder.
-    assert os.path.exists(tmp_path / "run" / "model.keras")
-    assert [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "run" / "history.csv"))] == [0, 1]
-
-
 def test_quickstart_main_job(tmp_path):
-    result = _mmkeras("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"))
+    result = run_cli("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"))
     assert result.returncode == 0, result.stderr[-3000:]
     table = {}
     for line in result.stdout.splitlines():
@@ -326,7 +258,7 @@ def test_quickstart_main_job(tmp_path):
 def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
     # The quickstart on real data, default configuration: the degradation
     # leaves neither modality enough on its own.
-    result = _mmkeras(
+    result = run_cli(
         "quickstart", "--dataset", "avmnist", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"),
         env={"MMKERAS_DATA": data_root},
     )

@@ -80,6 +80,7 @@ def make_dataset(
     batch_size=None,
     check=True,
     repeat=False,
+    class_weight=None,
 ):
     """Builds the input pipeline for one split.
 
@@ -101,10 +102,15 @@ def make_dataset(
             no bad row can fail an epoch halfway.
         repeat: bool. Repeat the split endlessly, reshuffled each pass, for a
             loop that counts its own steps per epoch.
+        class_weight: dict or None. Class index to weight: each row then
+            carries its class's weight as a sample weight. Applied here, in
+            the pipeline, because Keras's own `class_weight` cannot map a
+            distributed dataset.
 
     Returns:
-        A `tf.data.Dataset` of `(inputs, target)` (or `inputs` when the spec
-        has no target), `inputs` a dict keyed by feature name.
+        A `tf.data.Dataset` of `(inputs, target)`, `(inputs, target,
+        sample_weight)` with `class_weight`, or `inputs` when the spec has no
+        target; `inputs` a dict keyed by feature name.
     """
     data = spec.data
     if preprocessor is None:
@@ -145,9 +151,21 @@ def make_dataset(
             lambda batch, batch_seed: _augment(preprocessor, batch, batch_seed, has_target),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    if class_weight:
+        dataset = dataset.map(_class_weighter(class_weight), num_parallel_calls=tf.data.AUTOTUNE)
     if repeat:
         dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _class_weighter(class_weight):
+    """`(inputs, target)` to `(inputs, target, weight of the target's class)`."""
+    table = tf.constant([float(class_weight[i]) for i in range(len(class_weight))], tf.float32)
+
+    def add_weight(inputs, target):
+        return inputs, target, tf.gather(table, tf.cast(tf.reshape(target, [-1]), tf.int32))
+
+    return add_weight
 
 
 def _augment(preprocessor, batch, seed, has_target):

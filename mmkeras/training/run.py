@@ -39,7 +39,7 @@ from mmkeras.models.dual_encoder import build_dual_encoder
 from mmkeras.models.heads import compile_for_target
 from mmkeras.preprocessing.preprocessor import load_preprocessor
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard, TrainingError
-from mmkeras.training.multi_worker import fit_multi_worker
+from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
 from mmkeras.training.tensorboard import DataSummaries, write_hparams
@@ -127,6 +127,13 @@ def _check_data(spec):
         bad_rows(spec, split)
 
 
+def _evaluation_data(strategy, spec, split, preprocessor):
+    """A split to evaluate: distributed for the multi-worker loop, plain for `fit`."""
+    if is_multi_worker(strategy):
+        return make_distributed_dataset(strategy, spec, split, preprocessor)
+    return make_dataset(spec, split, preprocessor=preprocessor)
+
+
 def prepare_run(spec, output_dir, overwrite=False):
     """Creates (or reopens, to resume) the run folder; returns its paths."""
     paths = RunPaths(os.path.abspath(output_dir))
@@ -166,7 +173,9 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
     Args:
         spec: Spec. Data, model and train sections.
         output_dir: str or None. The run folder; an unfinished run there is
-            resumed. Defaults to `runs/run-<date>-<time>`.
+            resumed. Defaults to `runs/run-<date>-<time>`; required with
+            `strategy: multi_worker`, where every worker names the same one
+            (`mmkeras train` defaults to `runs/SPEC_NAME`).
         overwrite: bool. Replace a finished run in `output_dir`.
         verbose: int. Keras progress bar verbosity.
 
@@ -174,9 +183,24 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
         A RunResult; its metrics are the final validation metrics (training
         loss when there is no validation data).
     """
-    output_dir = output_dir or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(spec, output_dir, overwrite, verbose)
+    finally:
+        # The run's policy applies to the models it builds, not to the caller's.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(spec, output_dir, overwrite, verbose):
+    if spec.train.strategy == "multi_worker" and not output_dir:
+        raise SpecError(
+            "train.strategy: multi_worker needs --output-dir, the same folder for every worker on "
+            "storage they share: the chief writes the run there and every worker resumes from it."
+        )
     keras.utils.set_random_seed(spec.train.seed)
     strategy = resolve_strategy(spec.train.strategy)
+    multi_worker = is_multi_worker(strategy)
+    output_dir = output_dir or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
     chief = is_chief(strategy)
     paths = prepare_run(spec, output_dir, overwrite) if chief else RunPaths(tempfile.mkdtemp(prefix="mmkeras-worker-"))
     os.makedirs(os.path.dirname(paths.best), exist_ok=True)
@@ -198,14 +222,23 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
     # Keras reads a distributed dataset's length per replica (with two replicas,
     # twice the steps there are), so with several replicas the data repeats and
     # fit is told the epoch's length.
-    replicated = strategy.num_replicas_in_sync > 1 and not is_multi_worker(strategy)
-    train_data = make_distributed_dataset(strategy, spec, "train", preprocessor, training=True, repeat=replicated)
-    validation_data = make_dataset(spec, "validation", preprocessor=preprocessor) if has_validation else None
+    # The multi-worker loop counts its own steps too.
+    repeat = strategy.num_replicas_in_sync > 1 or multi_worker
+    train_data = make_distributed_dataset(
+        strategy, spec, "train", preprocessor, training=True, repeat=repeat,
+        class_weight=_class_weight(spec, preprocessor),
+    )
+    validation_data = _evaluation_data(strategy, spec, "validation", preprocessor) if has_validation else None
 
     monitor = "val_loss" if has_validation else "loss"
-    nan_guard = NaNGuard(paths.last)
+    nan_guard = NaNGuard(paths.last, policy)
+    backup = (
+        SharedBackupAndRestore(RunPaths(os.path.abspath(output_dir)).backup, writer=chief, delete_checkpoint=True)
+        if multi_worker
+        else FiniteBackupAndRestore(paths.backup, delete_checkpoint=True)
+    )
     callbacks = [
-        FiniteBackupAndRestore(paths.backup, delete_checkpoint=True),
+        backup,
         nan_guard,
         FiniteModelCheckpoint(
             paths.best, monitor=monitor, save_best_only=True,
@@ -228,32 +261,28 @@ def train(spec, output_dir=None, overwrite=False, verbose=1):
         callbacks.append(DataSummaries(paths.logs, sample, spec, labels, spec.train.tensorboard_examples))
 
     started = time.time()
-    if is_multi_worker(strategy):
-        history = fit_multi_worker(
-            model, strategy, train_data, spec.train.epochs, steps_per_epoch, callbacks,
-            spec.data.batch_size, validation_data,
-        )
+    if multi_worker:
+        one_replica_batch = make_dataset(spec, "train", preprocessor=preprocessor, check=False).element_spec
+        loop = MultiWorkerLoop(model, strategy, one_replica_batch)
+        loop.fit(train_data, spec.train.epochs, steps_per_epoch, callbacks, validation_data, verbose=verbose)
     else:
         model.fit(
             train_data,
             validation_data=validation_data,
             epochs=spec.train.epochs,
             callbacks=callbacks,
-            steps_per_epoch=steps_per_epoch if replicated else None,
-            class_weight=_class_weight(spec, preprocessor),
+            steps_per_epoch=steps_per_epoch if repeat else None,
             shuffle=False,  # make_dataset shuffles; Keras would only warn that it cannot
             verbose=verbose,
         )
     if nan_guard.failure:
         raise TrainingError(nan_guard.failure)
 
-    if is_multi_worker(strategy):
-        # Keras's evaluate shares fit's multi-worker bug: report the loop's own.
-        metrics = {k.removeprefix("val_"): v for k, v in history[-1].items() if k.startswith("val_") or not has_validation}
-    elif has_validation:
-        metrics = model.evaluate(validation_data, return_dict=True, verbose=0)
+    evaluate = loop.evaluate if multi_worker else lambda data: model.evaluate(data, return_dict=True, verbose=0)
+    if has_validation:
+        metrics = evaluate(validation_data)
     else:
-        metrics = {"loss": float(model.evaluate(make_dataset(spec, "train", preprocessor=preprocessor), verbose=0))}
+        metrics = {"loss": evaluate(_evaluation_data(strategy, spec, "train", preprocessor))["loss"]}
     metrics = {name: float(value) for name, value in metrics.items()}
     metrics["train_seconds"] = round(time.time() - started, 1)
     if chief:
