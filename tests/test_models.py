@@ -154,14 +154,20 @@ def test_recall_at_k_by_hand():
     assert recall["image_to_text@1"] == pytest.approx(1 / 3)
 
 
-def test_dual_encoder_trains_saves_and_encodes(data_root, tmp_path):
-    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval")
-    spec = _spec_with_model(
+@pytest.fixture(scope="module")
+def emoji_retrieval_spec(data_root, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("emoji_retrieval")
+    spec = build_emoji(str(folder / "emoji"), data_root_dir=data_root, task="retrieval")
+    return _spec_with_model(
         spec,
-        tmp_path,
+        folder,
         {"encoders": {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}, "projection_dim": 32},
         batch_size=32,
     )
+
+
+def test_dual_encoder_trains_saves_and_encodes(emoji_retrieval_spec, tmp_path):
+    spec = emoji_retrieval_spec
     preprocessor = build_preprocessor(spec, progress=False)
     model = build_dual_encoder(spec, preprocessor)
     train = make_dataset(spec, "train", training=True, preprocessor=preprocessor)
@@ -178,6 +184,38 @@ def test_dual_encoder_trains_saves_and_encodes(data_root, tmp_path):
     np.testing.assert_allclose(loaded.encode_text(inputs["name"].numpy()), text, atol=1e-6)
     similarity = model.predict(inputs, verbose=0)
     assert similarity.shape == (16, 16)
+
+
+def test_dual_encoder_loss_and_gradients_on_two_replicas_equal_one_device(emoji_retrieval_spec):
+    # Each replica holds half of a global batch of 16: its texts must still be
+    # contrasted with all 16 images (negatives from the global batch), and the
+    # replicas' losses and gradients must add up to the one-device ones.
+    spec = emoji_retrieval_spec
+    preprocessor = build_preprocessor(spec, progress=False)
+    strategy = two_cpu_strategy()
+    with strategy.scope():
+        mirrored = build_dual_encoder(spec, preprocessor)
+    single = build_dual_encoder(spec, preprocessor)
+    single.set_weights(mirrored.get_weights())
+    batch = next(iter(make_dataset(spec, "train", preprocessor=preprocessor, batch_size=16)))
+
+    def loss_and_gradients(model, inputs):
+        with tf.GradientTape() as tape:
+            # Moving batch-norm statistics: per-replica batch statistics would differ by design.
+            loss = model.compute_loss(x=inputs, y_pred=model(inputs, training=False))
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    expected_loss, expected_gradients = loss_and_gradients(single, batch)
+    halves = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(16))
+    inputs = next(iter(halves))
+    assert [len(t) for t in strategy.experimental_local_results(inputs["name"])] == [8, 8]
+    per_replica = tf.function(lambda x: strategy.run(lambda rows: loss_and_gradients(mirrored, rows), args=(x,)))(inputs)
+    loss, gradients = strategy.reduce("SUM", per_replica, axis=None)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    assert loss > 1.0  # a real contrastive loss, not a trivially small one
+    for got, want in zip(gradients, expected_gradients):
+        # Embedding gradients come as IndexedSlices.
+        np.testing.assert_allclose(tf.convert_to_tensor(got), tf.convert_to_tensor(want), rtol=1e-3, atol=1e-6)
 
 
 def test_pretrained_minilm_ranks_paraphrases_first():

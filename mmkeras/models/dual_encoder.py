@@ -4,6 +4,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from mmkeras.errors import SpecError
@@ -11,10 +12,51 @@ from mmkeras.errors import SpecError
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class L2Normalize(keras.layers.Layer):
-    """Scales each vector to unit length."""
+    """Scales each vector to unit length, in float32 unless given another dtype.
+
+    A 16-bit sum of squares overflows above a norm of 256, and the epsilon
+    that keeps a zero vector finite is chosen by dtype.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
     def call(self, x):
-        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+        tiny = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny)
+        return x * ops.rsqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), tiny))
+
+
+def _replica():
+    """(this replica's index, number of replicas) where the code runs."""
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: one copy of everything
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def gather_replicas(x):
+    """`x` from every replica of the strategy, concatenated along the batch.
+
+    The gradient of each replica's copy is the sum over replicas of the
+    gradients with respect to it (`ReplicaContext.all_gather`'s own), so a
+    loss that every replica computes for its own rows only adds up to the
+    loss of the global batch.
+    """
+    _, replicas = _replica()
+    if replicas == 1:
+        return x
+    return tf.distribute.get_replica_context().all_gather(x, axis=0)
+
+
+def _local_rows(local_size):
+    """Indices of this replica's rows in the gathered global batch."""
+    replica, replicas = _replica()
+    if replicas == 1:
+        return ops.arange(local_size)
+    sizes = gather_replicas(ops.reshape(local_size, (1,)))
+    offset = ops.sum(sizes[:replica])
+    return offset + ops.arange(local_size)
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -22,13 +64,19 @@ class ContrastiveSimilarity(keras.layers.Layer):
     """Cosine similarities of every text with every image, times a learned scale.
 
     The scale is `1 / temperature`, learned in log space from
-    `initial_temperature` and capped at 100, as in CLIP.
+    `initial_temperature` and capped at 100, as in CLIP. Under a strategy
+    with several replicas the embeddings of all replicas are gathered first,
+    so every text is compared with every image of the global batch (the
+    negatives one device would see) and each replica returns the global
+    `[global_batch, global_batch]` matrix. Computes in float32 unless given
+    another dtype: the matrix is the contrastive loss's logits.
 
     Args:
         initial_temperature: float. Starting softmax temperature.
     """
 
     def __init__(self, initial_temperature=0.07, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.initial_temperature = initial_temperature
 
@@ -40,7 +88,7 @@ class ContrastiveSimilarity(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        text, image = inputs
+        text, image = (gather_replicas(x) for x in inputs)
         scale = ops.exp(ops.minimum(self.log_scale, math.log(100.0)))
         return scale * ops.matmul(text, ops.transpose(image))
 
@@ -110,14 +158,21 @@ class DualEncoder(keras.Model):
         return super().call(inputs, training=training, mask=mask)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        labels = ops.arange(ops.shape(y_pred)[0])
-        text_to_image = keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
-        image_to_text = keras.losses.sparse_categorical_crossentropy(
-            labels, ops.transpose(y_pred), from_logits=True
+        # y_pred is the global batch's similarity matrix; this replica scores
+        # its own texts (rows) and its own images (columns), and divides by
+        # the global batch: summed over replicas, as Keras sums gradients,
+        # that is the one-device loss of the global batch.
+        rows = _local_rows(ops.shape(x[self.text_feature])[0])
+        text_to_image = keras.losses.sparse_categorical_crossentropy(
+            rows, ops.take(y_pred, rows, axis=0), from_logits=True
         )
-        loss = (ops.mean(text_to_image) + ops.mean(image_to_text)) / 2
+        image_to_text = keras.losses.sparse_categorical_crossentropy(
+            rows, ops.take(ops.transpose(y_pred), rows, axis=0), from_logits=True
+        )
+        global_size = ops.cast(ops.shape(y_pred)[0], "float32")
+        loss = (ops.sum(text_to_image) + ops.sum(image_to_text)) / (2 * global_size)
         if self.losses:
-            loss = loss + ops.sum(self.losses)
+            loss = loss + tf.nn.scale_regularization_loss(ops.sum(self.losses))
         return loss
 
     def tower(self, feature):
