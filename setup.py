@@ -29,7 +29,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # The tests run the notebooks too.
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6", "ipywidgets>=8"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6", "ipywidgets>=8"],
     "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel", "ipywidgets>=8"],
     # The alternatives the benchmarks compare against.
     "bench": ["torch==2.13.0", "librosa>=0.10", "soundfile>=0.12"],

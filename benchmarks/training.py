@@ -45,13 +45,13 @@ MODEL = {
 }
 
 
-def emoji_spec(folder, cache):
+def emoji_spec(folder, cache, batch_size=BATCH):
     import yaml
 
     spec = build_emoji(folder)
     mapping = yaml.safe_load(open(os.path.join(folder, "spec.yaml")))
     mapping["data"]["features"][0].update(max_tokens=20000, sequence_length=SEQUENCE)
-    mapping["data"].update(batch_size=BATCH, cache=cache, validation_split=None)
+    mapping["data"].update(batch_size=batch_size, cache=cache, validation_split=None)
     mapping["model"] = MODEL
     path = os.path.join(folder, f"spec_{cache or 'nocache'}.yaml")
     yaml.safe_dump(mapping, open(path, "w"))
@@ -63,15 +63,16 @@ class StepTimer(keras.callbacks.Callback):
     (Keras may re-trace its train function when `fit` gets a new dataset)
     or the first batch's pipeline start-up is not counted."""
 
-    def __init__(self):
+    def __init__(self, batch_size=BATCH):
         super().__init__()
+        self.batch_size = batch_size
         self.samples, self.seconds = 0, 0.0
 
     def on_train_batch_end(self, batch, logs=None):
         if batch == 0:
             self.start = time.perf_counter()
         else:
-            self.samples += BATCH
+            self.samples += self.batch_size
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self.start
