@@ -29,7 +29,17 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # The tests run the notebooks too.
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6", "ipywidgets>=8"],
+    "test": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "pytest-xdist>=3.5",
+        "nbclient>=0.10",
+        "nbformat>=5.9",
+        "ipykernel>=6",
+        "ipywidgets>=8",
+        # Lint and format, run by the README test command before the tests.
+        "ruff>=0.17,<0.18",
+    ],
     "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel", "ipywidgets>=8"],
     # The alternatives the benchmarks compare against.
     "bench": ["torch==2.13.0", "librosa>=0.10", "soundfile>=0.12"],
@@ -38,7 +48,9 @@ EXTRAS = {
 setup(
     name="mmkeras",
     version=VERSION,
-    description="Multimodal deep learning with Keras and TensorFlow: text, image and audio in, TF Serving out.",
+    description=(
+        "Multimodal deep learning with Keras and TensorFlow: text, image and audio in, TF Serving out."
+    ),
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mmkeras", "mmkeras.*"]),

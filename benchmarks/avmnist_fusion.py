@@ -31,7 +31,9 @@ FUSIONS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--work-dir", help="where data and runs go (default: a temporary folder)")
     parser.add_argument("--json", help="write the table to this file")
     args = parser.parse_args(argv)
@@ -39,7 +41,9 @@ def main(argv=None):
     spec = build_avmnist(os.path.join(work, "data"), **AVMNIST_DEGRADATION)
     variants = {f"{f.name} only": single_modality_spec(spec, f) for f in spec.data.features}
     for name, fusion in FUSIONS.items():
-        variants[f"fused ({name})"] = dataclasses.replace(spec, model=dataclasses.replace(spec.model, fusion=fusion))
+        variants[f"fused ({name})"] = dataclasses.replace(
+            spec, model=dataclasses.replace(spec.model, fusion=fusion)
+        )
     table = {}
     for name, variant in variants.items():
         run_dir = os.path.join(work, "runs", name.replace(" ", "_").replace("(", "").replace(")", ""))

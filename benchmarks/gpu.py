@@ -113,21 +113,28 @@ def pipeline_images_per_s(spec, preprocessor, steps):
 
 def full_train(spec, folder, epochs):
     """`mmkeras train` with mixed_precision: auto, in its own process; (policy, final loss)."""
-    path = with_changes(spec, folder, "auto", train={"epochs": epochs, "mixed_precision": "auto", "tensorboard_examples": 0})
+    path = with_changes(
+        spec, folder, "auto", train={"epochs": epochs, "mixed_precision": "auto", "tensorboard_examples": 0}
+    )
     run_dir = os.path.join(folder, "run")
     result = subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", "train", path, "--output-dir", run_dir],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise SystemExit(f"mmkeras train failed:\n{result.stderr[-3000:]}")
-    policy = next(line.split("dtype policy ")[-1] for line in result.stderr.splitlines() if "dtype policy" in line)
+    policy = next(
+        line.split("dtype policy ")[-1] for line in result.stderr.splitlines() if "dtype policy" in line
+    )
     with open(os.path.join(run_dir, "metrics.json")) as f:
         return policy.strip(), json.load(f)["loss"]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="every section on the CPU with tiny data (CI)")
     parser.add_argument("--batch-size", type=int, help="per-replica batch (default 256; 8 with --smoke)")
     parser.add_argument("--steps", type=int, help="timed steps per measurement (default 60; 3 with --smoke)")
@@ -145,8 +152,11 @@ def main(argv=None):
     spec = reference_spec(work, args.smoke, batch)
     preprocessor = build_preprocessor(spec, progress=False)
     results = {
-        "device": tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get("device_name")
-        if gpus else "CPU (smoke)",
+        "device": tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
+            "device_name"
+        )
+        if gpus
+        else "CPU (smoke)",
         "devices": len(devices),
         "per_replica_batch": batch,
         "smoke": args.smoke,
@@ -161,12 +171,19 @@ def main(argv=None):
     fastest = max(rates, key=rates.get)
 
     if len(devices) > 1:
-        global_spec = Spec.from_yaml(with_changes(spec, work, "global", data={"batch_size": batch * len(devices)}))
-        mirrored = samples_per_s(global_spec, preprocessor, fastest, steps, strategy=resolve_strategy("mirrored"))
+        global_spec = Spec.from_yaml(
+            with_changes(spec, work, "global", data={"batch_size": batch * len(devices)})
+        )
+        mirrored = samples_per_s(
+            global_spec, preprocessor, fastest, steps, strategy=resolve_strategy("mirrored")
+        )
         results["mirrored_samples_per_s"] = mirrored
         results["scaling_efficiency"] = mirrored / (len(devices) * rates[fastest])
-        print(f"{len(devices)} devices mirrored, {fastest}: {mirrored:.1f} samples/s, "
-              f"scaling efficiency {results['scaling_efficiency']:.2f}", flush=True)
+        print(
+            f"{len(devices)} devices mirrored, {fastest}: {mirrored:.1f} samples/s, "
+            f"scaling efficiency {results['scaling_efficiency']:.2f}",
+            flush=True,
+        )
     else:
         results["mirrored_samples_per_s"] = results["scaling_efficiency"] = None
         print("one device only: no MirroredStrategy scaling to measure", flush=True)
@@ -177,8 +194,11 @@ def main(argv=None):
     results["pipeline_images_per_s"] = pipeline
     results["step_demand_samples_per_s"] = demand
     results["stall_fraction"] = max(0.0, 1 - pipeline / demand)
-    print(f"uncached pipeline {pipeline:.1f} images/s against a demand of {demand:.1f}: "
-          f"stall fraction {results['stall_fraction']:.2f}", flush=True)
+    print(
+        f"uncached pipeline {pipeline:.1f} images/s against a demand of {demand:.1f}: "
+        f"stall fraction {results['stall_fraction']:.2f}",
+        flush=True,
+    )
 
     policy, loss = full_train(spec, work, args.epochs)
     results["auto_policy"], results["auto_train_loss"] = policy, loss

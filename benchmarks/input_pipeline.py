@@ -54,7 +54,9 @@ def make_jpegs(root, folder, count):
 
 
 def image_spec(folder, paths):
-    write_csv(os.path.join(folder, "images.csv"), [{"image": p, "label": "x"} for p in paths], ["image", "label"])
+    write_csv(
+        os.path.join(folder, "images.csv"), [{"image": p, "label": "x"} for p in paths], ["image", "label"]
+    )
     return write_spec(
         os.path.join(folder, "images.yaml"),
         {
@@ -128,7 +130,9 @@ def torch_image_loader(paths, draft):
             mean = x.mean(dim=(1, 2), keepdim=True)
             return ((x - mean) * factor + mean).clamp(0, 1), 0
 
-    return DataLoader(JpegDataset(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True)
+    return DataLoader(
+        JpegDataset(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True, persistent_workers=True
+    )
 
 
 def torch_audio_loader(paths):
@@ -143,7 +147,16 @@ def torch_audio_loader(paths):
             waveform, _ = librosa.load(paths[index], sr=None)
             waveform = np.pad(waveform[:8000], (0, max(0, 8000 - len(waveform))))
             mel = librosa.feature.melspectrogram(
-                y=waveform, sr=8000, n_fft=256, win_length=200, hop_length=80, n_mels=40, fmin=20, fmax=4000, center=False, power=2.0
+                y=waveform,
+                sr=8000,
+                n_fft=256,
+                win_length=200,
+                hop_length=80,
+                n_mels=40,
+                fmin=20,
+                fmax=4000,
+                center=False,
+                power=2.0,
             )
             return np.log(mel + 1e-6).T.astype(np.float32)
 
@@ -162,7 +175,9 @@ def decode_only(paths):
 
 
 def audio_spec(folder, paths):
-    write_csv(os.path.join(folder, "audio.csv"), [{"audio": p, "label": "x"} for p in paths], ["audio", "label"])
+    write_csv(
+        os.path.join(folder, "audio.csv"), [{"audio": p, "label": "x"} for p in paths], ["audio", "label"]
+    )
     return write_spec(
         os.path.join(folder, "audio.yaml"),
         {
@@ -175,7 +190,9 @@ def audio_spec(folder, paths):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1024, help="JPEG files to make (at least 1,000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--work-dir", help="where the JPEGs are made (default: a temporary folder)")
@@ -201,7 +218,9 @@ def main(argv=None):
     mmkeras_cached = make_dataset(cached, "train", training=True, preprocessor=preprocessor)
     time_epoch(mmkeras_cached, images_only)  # fills the cache of decoded tensors
     contenders = {
-        "mmkeras": lambda: time_epoch(make_dataset(spec, "train", training=True, preprocessor=preprocessor), images_only),
+        "mmkeras": lambda: time_epoch(
+            make_dataset(spec, "train", training=True, preprocessor=preprocessor), images_only
+        ),
         "mmkeras_cached": lambda: time_epoch(mmkeras_cached, images_only),
         "torch": lambda: time_epoch(plain_loader, torch_count),
         "torch_draft": lambda: time_epoch(draft_loader, torch_count),
@@ -217,7 +236,9 @@ def main(argv=None):
     apre = build_preprocessor(aspec, progress=False)
     audio_loader = torch_audio_loader(wavs)
     audio_contenders = {
-        "mmkeras": lambda: time_epoch(make_dataset(aspec, "train", preprocessor=apre, check=False), lambda b: int(b[1].shape[0])),
+        "mmkeras": lambda: time_epoch(
+            make_dataset(aspec, "train", preprocessor=apre, check=False), lambda b: int(b[1].shape[0])
+        ),
         "librosa": lambda: time_epoch(audio_loader, lambda b: int(b.shape[0])),
     }
     audio_rates = run_alternately(audio_contenders, args.rounds)

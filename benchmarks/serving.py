@@ -65,7 +65,9 @@ def server(base_dir, batching):
     command = [sys.executable, "-m", "mmkeras.cli", "serve", base_dir, "--rest-port", "0", "--grpc-port", "0"]
     process = subprocess.Popen(
         command + ([] if batching else ["--no-batching"]),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         for line in process.stdout:
@@ -160,7 +162,9 @@ def inprocess_latencies(path, rows, count):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=400, help="batch-1 requests per latency measurement")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput measurement")
     parser.add_argument("--json", help="write the results to this file")
@@ -192,7 +196,9 @@ def main():
     results["overhead_p50_ms"] = results["rest_p50_ms"] - results["inprocess_p50_ms"]
     results["throughput_batched_rps"] = results[f"throughput_batched_rps_at_{CLIENTS[-1]}"]
     results["throughput_unbatched_rps"] = results[f"throughput_unbatched_rps_at_{CLIENTS[-1]}"]
-    results["batched_over_unbatched"] = results["throughput_batched_rps"] / results["throughput_unbatched_rps"]
+    results["batched_over_unbatched"] = (
+        results["throughput_batched_rps"] / results["throughput_unbatched_rps"]
+    )
     for name, value in results.items():
         print(f"{name:>36}: {value:10.2f}")
     if args.json:

@@ -96,16 +96,25 @@ def torch_model(vocabulary_size, num_classes):
             self.lstm = nn.LSTM(128, 128, batch_first=True, bidirectional=True)
             blocks, channels = [], 3
             for width in (32, 64, 128):
-                blocks += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width, momentum=0.1), nn.ReLU(), nn.MaxPool2d(2)]
+                blocks += [
+                    nn.Conv2d(channels, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width, momentum=0.1),
+                    nn.ReLU(),
+                    nn.MaxPool2d(2),
+                ]
                 channels = width
             self.cnn = nn.Sequential(*blocks)
             self.head = nn.Sequential(nn.Linear(256 + 128, 256), nn.ReLU(), nn.Linear(256, num_classes))
 
         def forward(self, tokens, images):
             lengths = (tokens != 0).sum(dim=1).clamp(min=1)
-            packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
             output, _ = self.lstm(packed)
-            output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=tokens.shape[1])
+            output, _ = nn.utils.rnn.pad_packed_sequence(
+                output, batch_first=True, total_length=tokens.shape[1]
+            )
             mask = (tokens != 0).unsqueeze(-1).float()
             text = (output * mask).sum(1) / mask.sum(1).clamp(min=1)
             image = self.cnn(images).mean(dim=(2, 3))
@@ -119,7 +128,11 @@ def torch_rate(model, tokens, images, labels, epochs):
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    tokens, images, labels = torch.from_numpy(tokens).long(), torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels).long()
+    tokens, images, labels = (
+        torch.from_numpy(tokens).long(),
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(labels).long(),
+    )
     steps = len(labels) // BATCH
 
     def epoch():
@@ -141,7 +154,9 @@ def torch_rate(model, tokens, images, labels, epochs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--json", help="write the results to this file")

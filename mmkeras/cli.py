@@ -175,7 +175,9 @@ def cmd_export(args):
         return 2
     result = export_run(args.run_dir, args.base_dir, version=args.version, force=args.force, label=args.label)
     print(f"Exported version {result.version} (label `{result.label}`): {result.path}")
-    print(f"Parity with the trained model on real validation rows: max difference {result.max_difference:.1e}")
+    print(
+        f"Parity with the trained model on real validation rows: max difference {result.max_difference:.1e}"
+    )
     print(f"Warmup requests: {result.warmup_requests}; TF Serving config: {result.models_config}")
     return 0
 
@@ -190,8 +192,14 @@ def cmd_serve(args):
     given = {"max_request_bytes": args.max_request_bytes, "max_image_pixels": args.max_image_pixels}
     limits = ServingLimits(**{name: value for name, value in given.items() if value is not None})
     server = ModelServer(
-        args.path, host=args.host, rest_port=args.rest_port, grpc_port=args.grpc_port, batching=batching,
-        limits=limits, poll_seconds=args.poll_seconds, model_name=args.model_name,
+        args.path,
+        host=args.host,
+        rest_port=args.rest_port,
+        grpc_port=args.grpc_port,
+        batching=batching,
+        limits=limits,
+        poll_seconds=args.poll_seconds,
+        model_name=args.model_name,
     )
     try:
         server.start()
@@ -200,7 +208,9 @@ def cmd_serve(args):
         return 2
     print(f"Dynamic batching: {source}", flush=True)
     # One parseable line, so scripts (and tests) can find ports chosen with 0.
-    print(f"serving rest=http://{args.host}:{server.rest_port} grpc={args.host}:{server.grpc_port}", flush=True)
+    print(
+        f"serving rest=http://{args.host}:{server.rest_port} grpc={args.host}:{server.grpc_port}", flush=True
+    )
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
@@ -233,13 +243,19 @@ def build_parser():
         help="quickstart (generated), avmnist (degraded, from $MMKERAS_DATA) or "
         "emoji; default: avmnist when $MMKERAS_DATA is set, else quickstart",
     )
-    quickstart.add_argument("--data-only", action="store_true", help="stop after writing and checking the data")
-    quickstart.add_argument("--output-dir", default="quickstart", help="where data and runs go (default quickstart/)")
+    quickstart.add_argument(
+        "--data-only", action="store_true", help="stop after writing and checking the data"
+    )
+    quickstart.add_argument(
+        "--output-dir", default="quickstart", help="where data and runs go (default quickstart/)"
+    )
     quickstart.add_argument("--rows", type=int, default=600, help="rows of the generated dataset")
     quickstart.add_argument("--epochs", type=int, help="override the spec's epochs")
     quickstart.add_argument("--seed", type=int, default=0, help="random seed")
     quickstart.add_argument(
-        "--saved-models", default="saved_models", help="where the fused model is exported (default saved_models/)"
+        "--saved-models",
+        default="saved_models",
+        help="where the fused model is exported (default saved_models/)",
     )
     quickstart.set_defaults(run=cmd_quickstart)
 
@@ -269,7 +285,9 @@ def build_parser():
     )
     evaluate.add_argument("run_dir", help="a folder written by mmkeras train")
     evaluate.add_argument("--data", help="a manifest to evaluate on instead of the spec's split")
-    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"), help="the spec's split")
+    evaluate.add_argument(
+        "--split", default="test", choices=("train", "validation", "test"), help="the spec's split"
+    )
     evaluate.add_argument("--output-dir", help="where to write (default RUN/evaluation/SPLIT)")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -320,9 +338,15 @@ def build_parser():
         "same folder (see the README).",
     )
     serve.add_argument("path", help="saved_models/NAME, or saved_models/models.config")
-    serve.add_argument("--rest-port", type=int, default=8501, help="REST port (default 8501; 0 picks a free one)")
-    serve.add_argument("--grpc-port", type=int, default=8500, help="gRPC port (default 8500; 0 picks a free one)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
+    serve.add_argument(
+        "--rest-port", type=int, default=8501, help="REST port (default 8501; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--grpc-port", type=int, default=8500, help="gRPC port (default 8500; 0 picks a free one)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)"
+    )
     serve.add_argument("--model-name", help="name of a model folder in requests (default: the folder's name)")
     serve.add_argument("--no-batching", action="store_true", help="run every request on its own")
     serve.add_argument(
@@ -330,11 +354,10 @@ def build_parser():
         help="TF Serving's batching parameters (default: batching_parameters.txt beside PATH, else built-in)",
     )
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new versions")
+    serve.add_argument("--max-request-bytes", type=int, help="largest request body (default 64 MiB)")
     serve.add_argument(
-        "--max-request-bytes", type=int, help="largest request body (default 64 MiB)"
-    )
-    serve.add_argument(
-        "--max-image-pixels", type=int,
+        "--max-image-pixels",
+        type=int,
         help="largest image (width x height) accepted, read from its header before decoding (default 40M)",
     )
     serve.set_defaults(run=cmd_serve)

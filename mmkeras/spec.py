@@ -15,7 +15,6 @@ spec.data.features[0].modality  # "text"
 import dataclasses
 import difflib
 import os
-from typing import Optional, Union
 
 import yaml
 
@@ -55,8 +54,7 @@ def _from_mapping(cls, mapping, where):
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" Did you mean `{close[0]}`?" if close else ""
             raise SpecError(
-                f"{where}: unknown field `{key}`.{hint} "
-                f"Known fields: {', '.join(sorted(fields))}."
+                f"{where}: unknown field `{key}`.{hint} Known fields: {', '.join(sorted(fields))}."
             )
     missing = [
         name
@@ -88,7 +86,7 @@ class ImageAugmentation:
         contrast: float. Maximum contrast change factor.
     """
 
-    flip: Optional[str] = None
+    flip: str | None = None
     rotation: float = 0.0
     zoom: float = 0.0
     contrast: float = 0.0
@@ -98,8 +96,7 @@ class ImageAugmentation:
         _require(
             self.flip is None or self.flip in FLIP_MODES,
             self.where,
-            f"`flip` must be one of {', '.join(FLIP_MODES)} (or left out), "
-            f"got {self.flip!r}.",
+            f"`flip` must be one of {', '.join(FLIP_MODES)} (or left out), got {self.flip!r}.",
         )
         for name in ("rotation", "zoom", "contrast"):
             value = getattr(self, name)
@@ -130,11 +127,11 @@ class TextFeature:
     """
 
     name: str
-    column: Optional[str] = None
+    column: str | None = None
     max_tokens: int = 20000
     sequence_length: int = 64
-    standardize: Optional[str] = "lower_and_strip_punctuation"
-    tokenizer: Optional[str] = None
+    standardize: str | None = "lower_and_strip_punctuation"
+    tokenizer: str | None = None
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="text", init=False)
 
@@ -159,12 +156,12 @@ class ImageFeature:
     """
 
     name: str
-    column: Optional[str] = None
+    column: str | None = None
     size: tuple = (128, 128)
     channels: int = 3
     keep_aspect_ratio: bool = False
     value_range: tuple = (0.0, 1.0)
-    augment: Optional[ImageAugmentation] = None
+    augment: ImageAugmentation | None = None
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="image", init=False)
 
@@ -188,14 +185,11 @@ class ImageFeature:
             and len(self.value_range) == 2
             and self.value_range[0] < self.value_range[1],
             self.where,
-            f"`value_range` must be [low, high] with low < high, "
-            f"got {self.value_range!r}.",
+            f"`value_range` must be [low, high] with low < high, got {self.value_range!r}.",
         )
         self.value_range = tuple(float(v) for v in self.value_range)
         if isinstance(self.augment, dict):
-            self.augment = _from_mapping(
-                ImageAugmentation, self.augment, f"{self.where}.augment"
-            )
+            self.augment = _from_mapping(ImageAugmentation, self.augment, f"{self.where}.augment")
 
 
 @dataclasses.dataclass
@@ -216,14 +210,14 @@ class AudioFeature:
     """
 
     name: str
-    column: Optional[str] = None
+    column: str | None = None
     sample_rate: int = 16000
     duration_s: float = 1.0
     frame_length_ms: float = 25.0
     frame_step_ms: float = 10.0
     num_mel_bins: int = 64
     min_hz: float = 20.0
-    max_hz: Optional[float] = None
+    max_hz: float | None = None
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="audio", init=False)
 
@@ -248,7 +242,7 @@ class AudioFeature:
 
 
 FEATURE_TYPES = {"text": TextFeature, "image": ImageFeature, "audio": AudioFeature}
-Feature = Union[TextFeature, ImageFeature, AudioFeature]
+Feature = TextFeature | ImageFeature | AudioFeature
 
 
 def _feature_from_mapping(mapping, where):
@@ -278,7 +272,7 @@ class TargetSpec:
     column: str
     type: str = "categorical"
     sep: str = "|"
-    labels: Optional[list] = None
+    labels: list | None = None
     where: str = dataclasses.field(default="data.target", repr=False, compare=False)
 
     def __post_init__(self):
@@ -325,14 +319,14 @@ class DataSpec:
 
     train: str
     features: list
-    validation: Optional[str] = None
-    validation_split: Optional[float] = None
-    test: Optional[str] = None
-    target: Optional[TargetSpec] = None
+    validation: str | None = None
+    validation_split: float | None = None
+    test: str | None = None
+    target: TargetSpec | None = None
     on_bad_record: str = "error"
     batch_size: int = 32
     shuffle_buffer: int = 10000
-    cache: Optional[str] = None
+    cache: str | None = None
     seed: int = 1337
     where: str = dataclasses.field(default="data", repr=False, compare=False)
 
@@ -340,8 +334,7 @@ class DataSpec:
         _require(
             isinstance(self.features, list) and self.features,
             f"{self.where}.features",
-            "list at least one feature, for example "
-            "`- {name: caption, modality: text, column: caption}`.",
+            "list at least one feature, for example `- {name: caption, modality: text, column: caption}`.",
         )
         self.features = [
             feature
@@ -354,8 +347,7 @@ class DataSpec:
             _require(
                 feature.name not in seen,
                 f"{self.where}.features[{i}]",
-                f"feature name `{feature.name}` is used twice; "
-                "give each feature its own name.",
+                f"feature name `{feature.name}` is used twice; give each feature its own name.",
             )
             seen.add(feature.name)
         if isinstance(self.target, dict):
@@ -409,7 +401,9 @@ class ModelSpec:
     where: str = dataclasses.field(default="model", repr=False, compare=False)
 
     def __post_init__(self):
-        _require(isinstance(self.encoders, dict), f"{self.where}.encoders", "must map feature names to encoders.")
+        _require(
+            isinstance(self.encoders, dict), f"{self.where}.encoders", "must map feature names to encoders."
+        )
         _require(isinstance(self.fusion, dict), f"{self.where}.fusion", "must be a mapping with a `type`.")
         self.fusion = {"type": "concat", **self.fusion}
         _require(
@@ -442,8 +436,7 @@ class ModelSpec:
             _require(
                 kind in allowed,
                 where,
-                f"a {modalities[name]} feature takes an encoder of type "
-                f"{', '.join(allowed)}, got {kind!r}.",
+                f"a {modalities[name]} feature takes an encoder of type {', '.join(allowed)}, got {kind!r}.",
             )
 
 
@@ -479,20 +472,22 @@ class TrainSpec:
     learning_rate: float = 1e-3
     schedule: str = "constant"
     warmup_epochs: float = 0.0
-    early_stopping_patience: Optional[int] = None
-    class_weight: Optional[object] = None
+    early_stopping_patience: int | None = None
+    class_weight: object | None = None
     mixed_precision: str = "auto"
     strategy: str = "auto"
     seed: int = 1337
     tensorboard_examples: int = 16
-    profile_batches: Optional[list] = None
+    profile_batches: list | None = None
     where: str = dataclasses.field(default="train", repr=False, compare=False)
 
     def __post_init__(self):
         _positive_number(self.epochs, self.where, "epochs")
         _positive_number(self.learning_rate, self.where, "learning_rate")
         _require(self.schedule in SCHEDULES, self.where, f"`schedule` must be one of {', '.join(SCHEDULES)}.")
-        _require(self.strategy in STRATEGIES, self.where, f"`strategy` must be one of {', '.join(STRATEGIES)}.")
+        _require(
+            self.strategy in STRATEGIES, self.where, f"`strategy` must be one of {', '.join(STRATEGIES)}."
+        )
         _require(
             self.mixed_precision in MIXED_PRECISION,
             self.where,

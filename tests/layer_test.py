@@ -10,7 +10,9 @@ import tensorflow as tf
 
 def _symbolic(value):
     value = np.asarray(value)
-    return keras.Input(shape=value.shape[1:], dtype=str(value.dtype) if value.dtype != np.float64 else "float32")
+    return keras.Input(
+        shape=value.shape[1:], dtype=str(value.dtype) if value.dtype != np.float64 else "float32"
+    )
 
 
 def _map(structure, fn):
@@ -112,4 +114,6 @@ def run_precision_test(cls, init_kwargs, args, call_kwargs=None, reference=None)
             got = np.asarray(tf.cast(got, "float32"))
             assert np.isfinite(got).all(), f"{cls.__name__} under {policy} gives non-finite values"
             scale = max(1.0, float(np.abs(want).max()))
-            np.testing.assert_allclose(got, want, atol=tolerance * scale, err_msg=f"{cls.__name__} under {policy}")
+            np.testing.assert_allclose(
+                got, want, atol=tolerance * scale, err_msg=f"{cls.__name__} under {policy}"
+            )

@@ -46,7 +46,9 @@ def test_avmnist_every_label_matches_its_files(avmnist_spec, data_root):
         manifest = source.manifest
         for i in range(len(source)):
             label = int(manifest.columns["label"][i])
-            digit, _, take = re.match(r"(\d)_([a-z]+)_(\d+)\.wav", os.path.basename(manifest.columns["audio"][i])).groups()
+            digit, _, take = re.match(
+                r"(\d)_([a-z]+)_(\d+)\.wav", os.path.basename(manifest.columns["audio"][i])
+            ).groups()
             assert int(digit) == label
             assert (int(take) < 5) == (split == "test"), "FSDD test takes 0-4 must stay out of training"
         # The written PNGs are MNIST's pixels, with MNIST's label.
@@ -90,11 +92,17 @@ def test_training_pipeline_is_seeded_shuffled_and_augmented(tmp_path, quickstart
     again = _rows(make_dataset(spec, "train", training=True, preprocessor=preprocessor, batch_size=8))
     plain = _rows(make_dataset(spec, "train", preprocessor=preprocessor, batch_size=8))
     assert [r["caption"].tolist() for r in first] == [r["caption"].tolist() for r in again]
-    np.testing.assert_array_equal(np.stack([r["image"] for r in first]), np.stack([r["image"] for r in again]))
+    np.testing.assert_array_equal(
+        np.stack([r["image"] for r in first]), np.stack([r["image"] for r in again])
+    )
     assert [r["caption"].tolist() for r in first] != [r["caption"].tolist() for r in plain]
     # Augmentation changes training images only; evaluation images are the decode.
     by_caption = {(r["caption"].tobytes(), r["target"]): r["image"] for r in plain}
-    changed = [not np.allclose(by_caption[(r["caption"].tobytes(), r["target"])], r["image"]) for r in first if (r["caption"].tobytes(), r["target"]) in by_caption]
+    changed = [
+        not np.allclose(by_caption[(r["caption"].tobytes(), r["target"])], r["image"])
+        for r in first
+        if (r["caption"].tobytes(), r["target"]) in by_caption
+    ]
     assert sum(changed) > len(changed) // 2
 
 
@@ -102,8 +110,12 @@ def test_input_context_shards_rows_and_splits_the_global_batch(quickstart_spec):
     preprocessor = build_preprocessor(quickstart_spec, progress=False)
     shards = []
     for pipeline in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
-        dataset = make_dataset(quickstart_spec, "validation", input_context=context, preprocessor=preprocessor, batch_size=8)
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2
+        )
+        dataset = make_dataset(
+            quickstart_spec, "validation", input_context=context, preprocessor=preprocessor, batch_size=8
+        )
         inputs, _ = next(iter(dataset))
         assert inputs["image"].shape[0] == 4  # global batch 8 over 2 replicas
         shards.append({r["image"].tobytes() for r in _rows(dataset)})
@@ -116,7 +128,9 @@ def test_mirrored_strategy_distributes_the_dataset(quickstart_spec):
 
     strategy = two_cpu_strategy()
     preprocessor = build_preprocessor(quickstart_spec, progress=False)
-    dataset = make_distributed_dataset(strategy, quickstart_spec, "train", preprocessor, training=True, batch_size=8)
+    dataset = make_distributed_dataset(
+        strategy, quickstart_spec, "train", preprocessor, training=True, batch_size=8
+    )
     inputs, target = next(iter(dataset))
     per_replica = strategy.experimental_local_results(inputs["audio"])
     assert len(per_replica) == strategy.num_replicas_in_sync
@@ -129,10 +143,14 @@ def test_tfrecords_hold_the_same_rows_as_the_manifest(tmp_path, quickstart_spec)
     pattern = write_tfrecords(source, quickstart_spec, str(tmp_path / "validation"), num_shards=3)
     assert len(tf.io.gfile.glob(pattern)) == 3
     data = quickstart_spec.to_dict()["data"]
-    data.update(train=quickstart_spec.resolve("train.csv"), validation=pattern, validation_split=None, test=None)
+    data.update(
+        train=quickstart_spec.resolve("train.csv"), validation=pattern, validation_split=None, test=None
+    )
     spec = write_spec(tmp_path, data)
     from_records = _rows(make_dataset(spec, "validation", preprocessor=preprocessor, batch_size=5))
-    from_manifest = _rows(make_dataset(quickstart_spec, "validation", preprocessor=preprocessor, batch_size=5))
+    from_manifest = _rows(
+        make_dataset(quickstart_spec, "validation", preprocessor=preprocessor, batch_size=5)
+    )
 
     def key(row):
         return row["image"].tobytes()
@@ -170,7 +188,8 @@ def bad_spec(tmp_path, data_root):
     ]
     (tmp_path / "train.csv").write_bytes(b"caption,image,audio,label\n" + b"\n".join(rows) + b"\n")
     (tmp_path / "validation.csv").write_bytes(
-        b"caption,image,audio,label\nfine,%s,%s,cat\nodd one,%s,%s,zebra\n" % ((good_image.encode(), good_audio.encode()) * 2)
+        b"caption,image,audio,label\nfine,%s,%s,cat\nodd one,%s,%s,zebra\n"
+        % ((good_image.encode(), good_audio.encode()) * 2)
     )
     return write_spec(
         tmp_path,
@@ -254,12 +273,23 @@ def test_cli_data_check_reports_and_fails(bad_spec):
 
 
 def test_cli_quickstart_and_to_tfrecord(tmp_path):
-    result = _mmkeras("quickstart", "--dataset", "quickstart", "--data-only", "--output-dir", str(tmp_path / "qs"), "--rows", "40")
+    result = _mmkeras(
+        "quickstart",
+        "--dataset",
+        "quickstart",
+        "--data-only",
+        "--output-dir",
+        str(tmp_path / "qs"),
+        "--rows",
+        "40",
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(r"image\s+\(\d+, 32, 32, 3\)\s+float32", result.stdout)
     assert "circle_high, circle_low, square_high, square_low" in result.stdout
     spec_path = str(tmp_path / "qs" / "data" / "quickstart" / "spec.yaml")
-    result = _mmkeras("data", "to-tfrecord", spec_path, "--output-dir", str(tmp_path / "records"), "--num-shards", "2")
+    result = _mmkeras(
+        "data", "to-tfrecord", spec_path, "--output-dir", str(tmp_path / "records"), "--num-shards", "2"
+    )
     assert result.returncode == 0, result.stderr
     check = _mmkeras("data", "check", str(tmp_path / "records" / "spec.yaml"), "--quiet")
     assert check.returncode == 0, check.stdout + check.stderr
@@ -268,7 +298,17 @@ def test_cli_quickstart_and_to_tfrecord(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["quickstart"], ["train"], ["evaluate"], ["predict"], ["export"], ["data"], ["data", "check"], ["data", "to-tfrecord"]],
+    [
+        [],
+        ["quickstart"],
+        ["train"],
+        ["evaluate"],
+        ["predict"],
+        ["export"],
+        ["data"],
+        ["data", "check"],
+        ["data", "to-tfrecord"],
+    ],
 )
 def test_every_command_has_help(command):
     result = _mmkeras(*command, "--help")
@@ -286,7 +326,13 @@ def test_spec_error_is_reported_without_a_traceback(tmp_path):
 def test_check_on_tfrecords_names_the_original_manifest_rows(bad_spec, tmp_path):
     found = check_spec(bad_spec, progress=False)["train"]
     missing = {r.location for r in found if r.reason.startswith("missing file")}
-    pattern = write_tfrecords(open_split(bad_spec, "train"), bad_spec, str(tmp_path / "records" / "train"), num_shards=2, exclude=missing)
+    pattern = write_tfrecords(
+        open_split(bad_spec, "train"),
+        bad_spec,
+        str(tmp_path / "records" / "train"),
+        num_shards=2,
+        exclude=missing,
+    )
     data = bad_spec.to_dict()["data"]
     data.update(train=pattern, validation=None)
     records_spec = write_spec(tmp_path / "records", data)

@@ -44,7 +44,9 @@ def test_class_weights_travel_with_each_row(quickstart_dir):
     preprocessor = build_preprocessor(spec, progress=False)
     index = preprocessor.target.labels.index("circle_high")
     weights = {i: (4.0 if i == index else 1.0) for i in range(len(preprocessor.target.labels))}
-    inputs, target, weight = next(iter(make_dataset(spec, "train", preprocessor=preprocessor, class_weight=weights)))
+    inputs, target, weight = next(
+        iter(make_dataset(spec, "train", preprocessor=preprocessor, class_weight=weights))
+    )
     np.testing.assert_array_equal(weight.numpy(), np.where(target.numpy() == index, 4.0, 1.0))
     assert (target.numpy() == index).any() and (target.numpy() != index).any()
 
@@ -52,15 +54,21 @@ def test_class_weights_travel_with_each_row(quickstart_dir):
 @pytest.mark.parametrize("precision", ["off", "float16"])
 def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_dir, tmp_path, precision):
     base = os.path.join(quickstart_dir, "spec.yaml")
-    common = dict(epochs=1, mixed_precision=precision, class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3)
+    common = dict(
+        epochs=1, mixed_precision=precision, class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3
+    )
     histories = {}
     for strategy in ("default", "mirrored"):
         spec_path = write_train_spec(base, strategy=strategy, **common)
-        result = run_cli("train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"})
+        result = run_cli(
+            "train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"}
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         histories[strategy] = _history(tmp_path / strategy)[0]
     run_dir = str(tmp_path / "multi_worker")
-    digests = finish_workers(start_workers(write_train_spec(base, strategy="multi_worker", **common), run_dir))
+    digests = finish_workers(
+        start_workers(write_train_spec(base, strategy="multi_worker", **common), run_dir)
+    )
     assert digests[0] == digests[1]
     histories["multi_worker"] = _history(run_dir)[0]
 
@@ -72,14 +80,21 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
         row = histories[strategy]
         assert set(row) == set(default), (strategy, row)  # the same compiled metrics, train and validation
         for name in ("loss", "val_loss"):
-            assert float(row[name]) == pytest.approx(float(default[name]), rel=0.08), (strategy, name, row, default)
+            assert float(row[name]) == pytest.approx(float(default[name]), rel=0.08), (
+                strategy,
+                name,
+                row,
+                default,
+            )
         for name in ("accuracy", "val_accuracy"):
             assert abs(float(row[name]) - float(default[name])) <= 0.15, (strategy, name, row, default)
 
     # The multi-worker metrics are reduced over both workers: exactly what one
     # process measures on the whole validation split with the saved model.
     spec, preprocessor, model = load_run(run_dir)
-    expected = model.evaluate(make_dataset(spec, "validation", preprocessor=preprocessor), return_dict=True, verbose=0)
+    expected = model.evaluate(
+        make_dataset(spec, "validation", preprocessor=preprocessor), return_dict=True, verbose=0
+    )
     reported = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert reported["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
     assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-3)
@@ -89,7 +104,9 @@ def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_
     spec_path = write_train_spec(
         os.path.join(quickstart_dir, "spec.yaml"),
         data={"batch_size": 8},  # 16 steps an epoch: time to land a kill inside one
-        epochs=4, strategy="multi_worker", tensorboard_examples=0,
+        epochs=4,
+        strategy="multi_worker",
+        tensorboard_examples=0,
     )
     run_dir = str(tmp_path / "run")
     workers = start_workers(spec_path, run_dir)
@@ -109,7 +126,9 @@ def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_
     history = _history(run_dir)
     assert [int(row["epoch"]) for row in history] == [0, 1, 2, 3]  # none repeated, none missing
     assert all("accuracy" in row and "val_accuracy" in row for row in history)
-    assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(os.path.join(run_dir, "backup"))
+    assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(
+        os.path.join(run_dir, "backup")
+    )
 
 
 def test_multi_worker_needs_a_run_folder_every_worker_names(quickstart_dir):

@@ -44,7 +44,9 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
     serving = loaded.signatures["serving_default"]
     inputs = serving.structured_input_signature[1]
     assert {name: (spec.dtype, spec.shape.as_list()) for name, spec in inputs.items()} == {
-        "caption": (tf.string, [None]), "image": (tf.string, [None]), "audio": (tf.string, [None])
+        "caption": (tf.string, [None]),
+        "image": (tf.string, [None]),
+        "audio": (tf.string, [None]),
     }
     raw = _raw(spec)
     served = serving(**raw)
@@ -57,7 +59,11 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
     assert loaded.signatures["embed"](**raw)["embedding"].shape == (6, 16)
     raw_input = ("DT_STRING", "(-1)")
     listing = saved_model_cli_listing(result.path)
-    assert listing["serving_default"] == listing["embed"] == dict.fromkeys(["audio", "caption", "image"], raw_input)
+    assert (
+        listing["serving_default"]
+        == listing["embed"]
+        == dict.fromkeys(["audio", "caption", "image"], raw_input)
+    )
     with pytest.raises(SpecError, match="signature `serving_default` takes"):
         check_listing(result.path, {"serving_default": {"caption": ("DT_FLOAT", "(-1)")}})
     # A missing modality is an empty string, not an error.
@@ -121,11 +127,15 @@ def test_warmup_requests_are_real_validation_rows(run_dir, exported):
     largest = requests[-1]
     assert largest.model_spec.name == "quick" and largest.model_spec.signature_name == "serving_default"
     for feature in spec.data.features:
-        sent = [v if isinstance(v, bytes) else v.encode() for v in tf.make_ndarray(largest.inputs[feature.name])]
+        sent = [
+            v if isinstance(v, bytes) else v.encode() for v in tf.make_ndarray(largest.inputs[feature.name])
+        ]
         expected = [source.fetch(i, feature) for i in range(32)]
         assert sent == [v if isinstance(v, bytes) else v.encode() for v in expected]
     signature = tf.saved_model.load(result.path).signatures["serving_default"]
-    answer = signature(**{name: tf.constant(tf.make_ndarray(proto)) for name, proto in largest.inputs.items()})
+    answer = signature(
+        **{name: tf.constant(tf.make_ndarray(proto)) for name, proto in largest.inputs.items()}
+    )
     assert answer["probabilities"].shape == (32, 4)
 
 
@@ -158,17 +168,26 @@ def test_op_check_names_python_ops_and_where_they_are(tmp_path):
     path = str(tmp_path / "python")
     tf.saved_model.save(WithPython(), path)
     offenders = check_ops(path)
-    assert any(o.startswith("EagerPyFunc calls back into Python (used in") and "double" in o for o in offenders)
-    result = subprocess.run([sys.executable, "-m", "mmkeras.cli", "export", "--check", path], capture_output=True, text=True)
+    assert any(
+        o.startswith("EagerPyFunc calls back into Python (used in") and "double" in o for o in offenders
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", "export", "--check", path], capture_output=True, text=True
+    )
     assert result.returncode == 1 and "EagerPyFunc" in result.stdout
 
 
 def test_export_command(run_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", "export", run_dir, "--base-dir", str(tmp_path / "cli")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Exported version 1" in result.stdout and "max difference" in result.stdout
-    check = subprocess.run([sys.executable, "-m", "mmkeras.cli", "export", "--check", str(tmp_path / "cli" / "1")], capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "-m", "mmkeras.cli", "export", "--check", str(tmp_path / "cli" / "1")],
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0 and "every op is core TensorFlow" in check.stdout

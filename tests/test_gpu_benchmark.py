@@ -13,7 +13,10 @@ def test_gpu_benchmark_runs_every_section_in_smoke_mode(tmp_path):
     env = {**os.environ, "MMKERAS_CPU_DEVICES": "2"}
     result = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "gpu.py"), "--smoke", "--json", str(out)],
-        capture_output=True, text=True, env=env, cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())

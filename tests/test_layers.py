@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mmkeras.layers import (
     BackboneImageEncoder,
@@ -45,7 +44,14 @@ def test_lstm_text_encoder(bidirectional, width):
 def test_transformer_text_encoder():
     run_layer_test(
         TransformerTextEncoder,
-        dict(vocabulary_size=12, sequence_length=6, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16),
+        dict(
+            vocabulary_size=12,
+            sequence_length=6,
+            hidden_dim=8,
+            num_layers=1,
+            num_heads=2,
+            intermediate_dim=16,
+        ),
         [{"token_ids": TOKENS}],
         _encoder_shapes(8, 6, 8),
         output_key="pooled",
@@ -103,12 +109,18 @@ def test_vector_fusion_layers(cls, kwargs, expected):
 
 
 def test_gated_fusion_layer():
-    run_layer_test(GatedFusion, {"hidden_dim": 5}, [[A, B, C]], (2, 5), call_kwargs={"modality_mask": PARTIAL})
+    run_layer_test(
+        GatedFusion, {"hidden_dim": 5}, [[A, B, C]], (2, 5), call_kwargs={"modality_mask": PARTIAL}
+    )
 
 
 def test_late_fusion_layer():
     run_layer_test(
-        LateFusion, {"num_outputs": 4, "hidden_dims": [6], "combine": "learned"}, [[A, B, C]], (2, 4), call_kwargs={"modality_mask": PARTIAL}
+        LateFusion,
+        {"num_outputs": 4, "hidden_dims": [6], "combine": "learned"},
+        [[A, B, C]],
+        (2, 4),
+        call_kwargs={"modality_mask": PARTIAL},
     )
 
 

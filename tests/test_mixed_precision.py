@@ -69,7 +69,9 @@ def _train(folder, data, model, mixed_precision):
 
 def _assert_trained_in(result, policy):
     model = result.model
-    assert model.dtype_policy.name == policy or any(layer.dtype_policy.name == policy for layer in model.layers)
+    assert model.dtype_policy.name == policy or any(
+        layer.dtype_policy.name == policy for layer in model.layers
+    )
     assert all(np.isfinite(v) for v in result.metrics.values()), result.metrics
     assert all(w.dtype == "float32" for w in model.weights)
 
@@ -87,7 +89,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("fusion, target_type, precision", CASES)
-def test_every_fusion_and_target_type_trains_under_mixed_precision(quickstart_spec, tmp_path, fusion, target_type, precision):
+def test_every_fusion_and_target_type_trains_under_mixed_precision(
+    quickstart_spec, tmp_path, fusion, target_type, precision
+):
     model = {**SMALL_MODEL, "fusion": {"type": fusion, **FUSIONS[fusion]}}
     result = _train(str(tmp_path), _data(quickstart_spec, str(tmp_path), target_type), model, precision)
     _assert_trained_in(result, f"mixed_{precision}")
@@ -102,7 +106,10 @@ def test_dual_encoder_trains_under_mixed_float16(data_root, tmp_path):
     for split in ("train", "test"):
         data[split] = spec.resolve(data[split])
     data.update(batch_size=64)
-    model = {"encoders": {"name": {"units": 8, "embedding_dim": 8}, "image": {"filters": [8, 8]}}, "projection_dim": 16}
+    model = {
+        "encoders": {"name": {"units": 8, "embedding_dim": 8}, "image": {"filters": [8, 8]}},
+        "projection_dim": 16,
+    }
     spec = write_spec(str(tmp_path), data, model=model)
     spec.train.epochs = 1
     spec.train.mixed_precision = "float16"
@@ -130,7 +137,10 @@ def test_a_setting_that_cannot_work_here_is_named(caplog):
         keras.mixed_precision.set_global_policy("float32")
     assert "train.mixed_precision: on, but this machine has no GPU" in caplog.text
     # A fresh process has one CPU device: mirrored says it runs one replica.
-    script = "import logging; logging.basicConfig(); from mmkeras.training.strategy import resolve_strategy; resolve_strategy('mirrored')"
+    script = (
+        "import logging; logging.basicConfig(); "
+        "from mmkeras.training.strategy import resolve_strategy; resolve_strategy('mirrored')"
+    )
     warned = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert "train.strategy: mirrored, but this machine shows one device" in warned.stderr
 

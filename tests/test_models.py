@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 from mmkeras.data import build_preprocessor, make_dataset, open_split
-from mmkeras.data.manifest import TARGET_KEY
 from mmkeras.datasets import build_emoji
 from mmkeras.errors import SpecError
 from mmkeras.models import FUSED_EMBEDDING, build_dual_encoder, build_model, recall_at_k
@@ -43,13 +42,19 @@ def quickstart_preprocessor(quickstart_spec):
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
-def test_every_fusion_trains_under_mirrored_strategy(quickstart_spec, quickstart_preprocessor, tmp_path, fusion):
+def test_every_fusion_trains_under_mirrored_strategy(
+    quickstart_spec, quickstart_preprocessor, tmp_path, fusion
+):
     encoders = dict(SMALL_ENCODERS)
     if fusion == "tensor":  # the outer product grows fast: keep each side small
         encoders["image"] = {"filters": [4, 4]}
         encoders["audio"] = {"filters": [4, 4]}
         encoders["caption"] = {"units": 3, "embedding_dim": 4}
-    model_section = {"encoders": encoders, "fusion": {"type": fusion, "modality_dropout": 0.2, **FUSIONS[fusion]}, "head": {"hidden_dims": [16]}}
+    model_section = {
+        "encoders": encoders,
+        "fusion": {"type": fusion, "modality_dropout": 0.2, **FUSIONS[fusion]},
+        "head": {"hidden_dims": [16]},
+    }
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section, batch_size=8)
     strategy = two_cpu_strategy()
     with strategy.scope():
@@ -59,28 +64,41 @@ def test_every_fusion_trains_under_mirrored_strategy(quickstart_spec, quickstart
     assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
     names = [layer.name for layer in model.layers]
     assert {"caption_encoder", "image_encoder", "audio_encoder", FUSED_EMBEDDING, "prediction"} <= set(names)
-    probabilities = model.predict(make_dataset(spec, "validation", preprocessor=quickstart_preprocessor), verbose=0)
+    probabilities = model.predict(
+        make_dataset(spec, "validation", preprocessor=quickstart_preprocessor), verbose=0
+    )
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("fusion", ["gated", "cross_attention"])
-def test_keras_file_round_trip_gives_identical_predictions(quickstart_spec, quickstart_preprocessor, tmp_path, fusion):
+def test_keras_file_round_trip_gives_identical_predictions(
+    quickstart_spec, quickstart_preprocessor, tmp_path, fusion
+):
     model_section = {"encoders": SMALL_ENCODERS, "fusion": {"type": fusion, **FUSIONS[fusion]}}
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
     model = build_model(spec, quickstart_preprocessor)
-    model.fit(make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0)
+    model.fit(
+        make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0
+    )
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     validation = make_dataset(spec, "validation", preprocessor=quickstart_preprocessor)
-    np.testing.assert_allclose(model.predict(validation, verbose=0), loaded.predict(validation, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict(validation, verbose=0), loaded.predict(validation, verbose=0), atol=1e-6
+    )
 
 
 def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
-    model_section = {"encoders": SMALL_ENCODERS, "fusion": {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.3}}
+    model_section = {
+        "encoders": SMALL_ENCODERS,
+        "fusion": {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.3},
+    }
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
     model = build_model(spec, quickstart_preprocessor)
-    model.fit(make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0)
+    model.fit(
+        make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0
+    )
     source = open_split(spec, "validation")
     raw = {f.name: tf.constant([source.fetch(i, f) for i in range(4)]) for f in spec.data.features}
     raw["image"] = tf.constant([b""] * 4)  # no picture for these rows
@@ -98,12 +116,24 @@ def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocess
 @pytest.mark.parametrize(
     "target_type, make_target, activation_check, metric",
     [
-        ("binary", lambda label, i: label.split("_")[0], lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 1, "auc"),
-        ("multilabel", lambda label, i: label.replace("_", "|"), lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 4, "f1"),
+        (
+            "binary",
+            lambda label, i: label.split("_")[0],
+            lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 1,
+            "auc",
+        ),
+        (
+            "multilabel",
+            lambda label, i: label.replace("_", "|"),
+            lambda p: ((p >= 0) & (p <= 1)).all() and p.shape[1] == 4,
+            "f1",
+        ),
         ("numeric", lambda label, i: str(i % 7 + 0.5), lambda p: p.shape[1] == 1, "rmse"),
     ],
 )
-def test_heads_for_each_target_type(quickstart_spec, tmp_path, target_type, make_target, activation_check, metric):
+def test_heads_for_each_target_type(
+    quickstart_spec, tmp_path, target_type, make_target, activation_check, metric
+):
     rows = list(csv.DictReader(open(quickstart_spec.resolve("train.csv"))))
     folder = quickstart_spec.base_dir
     for i, row in enumerate(rows):
@@ -119,16 +149,23 @@ def test_heads_for_each_target_type(quickstart_spec, tmp_path, target_type, make
     spec = write_spec(tmp_path, data, model={"encoders": SMALL_ENCODERS, "head": {"hidden_dims": [8]}})
     preprocessor = build_preprocessor(spec, progress=False)
     model = build_model(spec, preprocessor)
-    history = model.fit(make_dataset(spec, "train", training=True, preprocessor=preprocessor), epochs=1, verbose=0)
+    history = model.fit(
+        make_dataset(spec, "train", training=True, preprocessor=preprocessor), epochs=1, verbose=0
+    )
     assert metric in history.history and np.isfinite(history.history["loss"][0])
-    assert activation_check(model.predict(make_dataset(spec, "validation", preprocessor=preprocessor), verbose=0))
+    assert activation_check(
+        model.predict(make_dataset(spec, "validation", preprocessor=preprocessor), verbose=0)
+    )
 
 
 @pytest.mark.parametrize(
     "model_section, message",
     [
         ({"fusion": {"type": "attention"}}, r"model.fusion: `type` must be one of concat, late"),
-        ({"encoders": {"image": {"type": "lstm"}}}, r"model.encoders.image: a image feature takes an encoder of type cnn, backbone"),
+        (
+            {"encoders": {"image": {"type": "lstm"}}},
+            r"model.encoders.image: a image feature takes an encoder of type cnn, backbone",
+        ),
         ({"encoders": {"photo": {"type": "cnn"}}}, r"model.encoders.photo: no feature is called `photo`"),
         ({"head": {"hidden_dim": [4]}}, r"model.head: unknown field\(s\) hidden_dim"),
     ],
@@ -139,7 +176,9 @@ def test_model_section_mistakes_are_named(quickstart_spec, tmp_path, model_secti
 
 
 def test_wrong_encoder_argument_is_named(quickstart_spec, quickstart_preprocessor, tmp_path):
-    spec = _spec_with_model(quickstart_spec, tmp_path, {"encoders": {"caption": {"type": "lstm", "unitz": 4}}})
+    spec = _spec_with_model(
+        quickstart_spec, tmp_path, {"encoders": {"caption": {"type": "lstm", "unitz": 4}}}
+    )
     with pytest.raises(SpecError, match=r"model.encoders.caption: .*unitz"):
         build_model(spec, quickstart_preprocessor)
 
@@ -161,7 +200,10 @@ def emoji_retrieval_spec(data_root, tmp_path_factory):
     return _spec_with_model(
         spec,
         folder,
-        {"encoders": {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}, "projection_dim": 32},
+        {
+            "encoders": {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}},
+            "projection_dim": 32,
+        },
         batch_size=32,
     )
 
@@ -209,13 +251,17 @@ def test_dual_encoder_loss_and_gradients_on_two_replicas_equal_one_device(emoji_
     halves = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(16))
     inputs = next(iter(halves))
     assert [len(t) for t in strategy.experimental_local_results(inputs["name"])] == [8, 8]
-    per_replica = tf.function(lambda x: strategy.run(lambda rows: loss_and_gradients(mirrored, rows), args=(x,)))(inputs)
+    per_replica = tf.function(
+        lambda x: strategy.run(lambda rows: loss_and_gradients(mirrored, rows), args=(x,))
+    )(inputs)
     loss, gradients = strategy.reduce("SUM", per_replica, axis=None)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
     assert loss > 1.0  # a real contrastive loss, not a trivially small one
     for got, want in zip(gradients, expected_gradients):
         # Embedding gradients come as IndexedSlices.
-        np.testing.assert_allclose(tf.convert_to_tensor(got), tf.convert_to_tensor(want), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got), tf.convert_to_tensor(want), rtol=1e-3, atol=1e-6
+        )
 
 
 def test_pretrained_minilm_ranks_paraphrases_first():
@@ -230,11 +276,21 @@ def test_pretrained_minilm_ranks_paraphrases_first():
     triples = [
         ("A man is playing a guitar.", "Someone plays the guitar.", "Stock markets fell sharply today."),
         ("The cat sits on the mat.", "A kitten is resting on a rug.", "The train leaves at noon."),
-        ("She is cooking pasta in the kitchen.", "A woman prepares spaghetti.", "The rocket launched into orbit."),
+        (
+            "She is cooking pasta in the kitchen.",
+            "A woman prepares spaghetti.",
+            "The rocket launched into orbit.",
+        ),
         ("It is raining heavily outside.", "There is a downpour outdoors.", "He bought a new laptop."),
-        ("Children are playing football in the park.", "Kids kick a ball on the grass.", "The bank raised interest rates."),
+        (
+            "Children are playing football in the park.",
+            "Kids kick a ball on the grass.",
+            "The bank raised interest rates.",
+        ),
     ]
     for anchor, paraphrase, unrelated in triples:
-        pooled = encoder({"token_ids": tokenizer(tf.constant([anchor, paraphrase, unrelated]))})["pooled"].numpy()
+        pooled = encoder({"token_ids": tokenizer(tf.constant([anchor, paraphrase, unrelated]))})[
+            "pooled"
+        ].numpy()
         pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
         assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2] + 0.1, anchor

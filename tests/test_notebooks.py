@@ -33,7 +33,10 @@ def test_notebook_runs(path, data_root, monkeypatch):
     running_before = {info.pid for info in manager.get_all()}
     try:
         NotebookClient(
-            notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
+            notebook,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": os.path.dirname(path)}},
         ).execute()
     finally:
         # `%tensorboard` leaves its server running after the kernel exits.
@@ -41,6 +44,9 @@ def test_notebook_runs(path, data_root, monkeypatch):
             if info.pid not in running_before:
                 os.kill(info.pid, signal.SIGTERM)
     errors = [
-        output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
     ]
     assert not errors

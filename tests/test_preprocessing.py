@@ -184,7 +184,9 @@ def _assert_same(a, b):
     # float32 FFTs and matmuls of different batch sizes round differently.
     assert a.keys() == b.keys()
     for name in a:
-        np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-4, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(
+            np.asarray(a[name]), np.asarray(b[name]), rtol=1e-4, atol=1e-4, err_msg=name
+        )
 
 
 def test_preprocessor_direct_equals_dataset_map_batched_and_unbatched(quickstart_spec):
@@ -229,7 +231,11 @@ def test_preprocessor_graph_uses_only_core_tensorflow_ops(quickstart_spec):
         "print(json.dumps([n for n in json.load(sys.stdin) if op_def_registry.get(n) is None]))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(sorted(ops)), capture_output=True, text=True, check=True
+        [sys.executable, "-c", script],
+        input=json.dumps(sorted(ops)),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -243,10 +249,21 @@ def test_affine_warp_equals_keras_affine_transform():
     angle = np.linspace(-0.6, 0.6, 6)
     scale = np.linspace(0.7, 1.3, 6)
     transforms = np.stack(
-        [np.cos(angle) * scale, -np.sin(angle), np.full(6, 2.5), np.sin(angle), np.cos(angle) / scale, np.full(6, -1.5), np.zeros(6), np.zeros(6)],
+        [
+            np.cos(angle) * scale,
+            -np.sin(angle),
+            np.full(6, 2.5),
+            np.sin(angle),
+            np.cos(angle) / scale,
+            np.full(6, -1.5),
+            np.zeros(6),
+            np.zeros(6),
+        ],
         axis=1,
     ).astype(np.float32)
-    expected = keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="constant")
+    expected = keras.ops.image.affine_transform(
+        images, transforms, interpolation="bilinear", fill_mode="constant"
+    )
     compiled = tf.function(affine_warp, jit_compile=True)
     np.testing.assert_allclose(compiled(images, tf.constant(transforms)), expected, atol=1e-5)
 
@@ -266,7 +283,9 @@ def test_augmenter_flip_is_an_exact_mirror_and_inference_is_identity():
     zoom = ImageAugmenter(zoom=0.5)
     zoomed = zoom(images, seed=tf.constant([1, 2])).numpy()
     assert not np.allclose(zoomed, images.numpy())
-    np.testing.assert_array_equal(zoom(images, seed=tf.constant([1, 2])), zoomed)  # stateless: same seed, same batch
+    np.testing.assert_array_equal(
+        zoom(images, seed=tf.constant([1, 2])), zoomed
+    )  # stateless: same seed, same batch
     # Rotation and zoom turn about the centre: the centre pixel of an odd-sized image stays.
     odd = tf.random.uniform((8, 11, 11, 1), seed=4)
     turned = ImageAugmenter(rotation=0.2, zoom=0.3, seed=5)(odd).numpy()
@@ -287,8 +306,11 @@ def test_augmentation_and_preprocessing_under_mixed_precision(policy, quickstart
         host = ImageAugmenter(**kwargs)
         preprocessor = build_preprocessor(quickstart_spec, progress=False)
     np.testing.assert_array_equal(host(images, seed=seed), expected)
-    row = {"caption": tf.constant("a round thing"), "image": tf.io.read_file(quickstart_spec.resolve("images/00000.png")),
-           "audio": tf.io.read_file(quickstart_spec.resolve("audio/00000.wav"))}
+    row = {
+        "caption": tf.constant("a round thing"),
+        "image": tf.io.read_file(quickstart_spec.resolve("images/00000.png")),
+        "audio": tf.io.read_file(quickstart_spec.resolve("audio/00000.wav")),
+    }
     outputs = preprocessor(row)
     assert outputs["image"].dtype == tf.float32 and outputs["audio"].dtype == tf.float32
     # The same augmentation inside a model, in the policy's 16-bit dtype.

@@ -4,7 +4,6 @@ TF Serving gRPC stub, plain HTTP and `mmkeras.serving.Client`."""
 import base64
 import http.client
 import json
-import os
 import re
 import struct
 import subprocess
@@ -69,9 +68,24 @@ def served(gated_run, tmp_path_factory):
     export_run(gated_run, str(root / "quick"))
     log = open(root / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mmkeras.cli", "serve", str(root / "models.config"), "--rest-port", "0",
-         "--grpc-port", "0", "--poll-seconds", "0.2", "--max-request-bytes", str(MAX_REQUEST_BYTES)],
-        stdout=subprocess.PIPE, stderr=log, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mmkeras.cli",
+            "serve",
+            str(root / "models.config"),
+            "--rest-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--poll-seconds",
+            "0.2",
+            "--max-request-bytes",
+            str(MAX_REQUEST_BYTES),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
     )
     ports = None
     for line in process.stdout:
@@ -114,7 +128,9 @@ def test_official_grpc_stub_gets_the_trained_models_predictions(served, rows):
     request.model_spec.name = "quick"
     request.model_spec.signature_name = "serving_default"
     for name, values in raw.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto([tf.compat.as_bytes(v) for v in values], dtype=tf.string))
+        request.inputs[name].CopyFrom(
+            tf.make_tensor_proto([tf.compat.as_bytes(v) for v in values], dtype=tf.string)
+        )
     response = stub.Predict(request, timeout=60)
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]), expected, atol=1e-5)
     assert [v.decode() for v in tf.make_ndarray(response.outputs["label"])] == labels
@@ -161,19 +177,27 @@ def test_rest_row_and_columnar_formats(served, rows):
 
     assert served.get("/v1/models/quick") == (
         200,
-        {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]},
+        {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        },
     )
     status, metadata = served.get("/v1/models/quick/metadata")
     assert metadata["model_spec"] == {"name": "quick", "signature_name": "", "version": "1"}
     inputs = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
-    assert {name: spec["dtype"] for name, spec in inputs.items()} == dict.fromkeys(["caption", "image", "audio"], "DT_STRING")
+    assert {name: spec["dtype"] for name, spec in inputs.items()} == dict.fromkeys(
+        ["caption", "image", "audio"], "DT_STRING"
+    )
 
 
 def _png_header(width, height):
     """A PNG that claims width x height pixels: a few hundred bytes, gigabytes once decoded."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + header
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
 
 
 def _bad_requests(raw):
@@ -184,23 +208,55 @@ def _bad_requests(raw):
 
     return [
         ("malformed JSON", "/v1/models/quick:predict", '{"instances": [', 400, "malformed JSON"),
-        ("both formats", "/v1/models/quick:predict", json.dumps({"instances": [good], "inputs": {}}), 400, "both"),
+        (
+            "both formats",
+            "/v1/models/quick:predict",
+            json.dumps({"instances": [good], "inputs": {}}),
+            400,
+            "both",
+        ),
         ("neither format", "/v1/models/quick:predict", json.dumps({"rows": [good]}), 400, "neither"),
         ("unknown model", "/v1/models/nope:predict", row(), 404, "model `nope`"),
         ("unknown version", "/v1/models/quick/versions/9:predict", row(), 404, "version 9"),
         ("unknown label", "/v1/models/quick/labels/beta:predict", row(), 404, "labelled `beta`"),
         ("unknown input", "/v1/models/quick:predict", row(photo=""), 400, "unknown input(s) ['photo']"),
         ("wrong dtype", "/v1/models/quick:predict", row(caption=3.5), 400, "input `caption` takes strings"),
-        ("rows of different shapes", "/v1/models/quick:predict",
-         json.dumps({"instances": [good, {**good, "caption": ["two", "words"]}]}), 400, "different shapes"),
-        ("invalid base64", "/v1/models/quick:predict", row(image={"b64": "not base64!"}), 400, "invalid base64"),
-        ("non-image bytes", "/v1/models/quick:predict", row(image=_b64(b"<html>not a picture</html>")), 400,
-         "Unknown image file format"),
-        ("decompression bomb", "/v1/models/quick:predict", row(image=_b64(_png_header(60000, 60000))), 400,
-         "60000 x 60000"),
+        (
+            "rows of different shapes",
+            "/v1/models/quick:predict",
+            json.dumps({"instances": [good, {**good, "caption": ["two", "words"]}]}),
+            400,
+            "different shapes",
+        ),
+        (
+            "invalid base64",
+            "/v1/models/quick:predict",
+            row(image={"b64": "not base64!"}),
+            400,
+            "invalid base64",
+        ),
+        (
+            "non-image bytes",
+            "/v1/models/quick:predict",
+            row(image=_b64(b"<html>not a picture</html>")),
+            400,
+            "Unknown image file format",
+        ),
+        (
+            "decompression bomb",
+            "/v1/models/quick:predict",
+            row(image=_b64(_png_header(60000, 60000))),
+            400,
+            "60000 x 60000",
+        ),
         ("empty batch", "/v1/models/quick:predict", json.dumps({"instances": []}), 400, "empty"),
-        ("unknown signature", "/v1/models/quick:predict", json.dumps({"signature_name": "x", "instances": [good]}),
-         400, "signature name `x`"),
+        (
+            "unknown signature",
+            "/v1/models/quick:predict",
+            json.dumps({"signature_name": "x", "instances": [good]}),
+            400,
+            "signature name `x`",
+        ),
     ]
 
 
@@ -226,7 +282,9 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(served, rows):
         request.inputs[name].CopyFrom(tf.make_tensor_proto([1.0]))
     with pytest.raises(grpc.RpcError) as error:
         stub.Predict(request, timeout=60)
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expects strings" in error.value.details()
+    assert (
+        error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "expects strings" in error.value.details()
+    )
     request.model_spec.name = "nope"
     with pytest.raises(grpc.RpcError) as error:
         stub.Predict(request, timeout=60)
@@ -249,9 +307,20 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(served, rows):
 
 def test_a_port_in_use_is_a_clear_error(served):
     result = subprocess.run(
-        [sys.executable, "-m", "mmkeras.cli", "serve", str(served.root / "quick"), "--rest-port",
-         served.rest.split(":")[1], "--grpc-port", "0"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mmkeras.cli",
+            "serve",
+            str(served.root / "quick"),
+            "--rest-port",
+            served.rest.split(":")[1],
+            "--grpc-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2 and "Pick another --rest-port" in result.stderr
 
@@ -297,7 +366,9 @@ def test_a_new_version_takes_over_without_a_failed_request(served, gated_run, ro
     raw, expected, _ = rows
     request = predict_pb2.PredictRequest(model_spec={"name": "quick"})
     for name, values in raw.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto([tf.compat.as_bytes(v) for v in values[:2]], dtype=tf.string))
+        request.inputs[name].CopyFrom(
+            tf.make_tensor_proto([tf.compat.as_bytes(v) for v in values[:2]], dtype=tf.string)
+        )
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(served.grpc))
     seen, failures, stop = [], [], threading.Event()
 
@@ -380,7 +451,9 @@ def test_a_version_unloaded_by_the_policy_loads_again_when_wanted_back(tmp_path)
 
     for version in (1, 2):
         module = Doubler()
-        tf.saved_model.save(module, str(tmp_path / "m" / str(version)), signatures={"serving_default": module.serve})
+        tf.saved_model.save(
+            module, str(tmp_path / "m" / str(version)), signatures={"serving_default": module.serve}
+        )
     source = ModelSource("m", str(tmp_path / "m"), latest=1)
     registry = ModelRegistry(lambda: [source], ServingLimits())
     registry.refresh()
@@ -392,4 +465,7 @@ def test_a_version_unloaded_by_the_policy_loads_again_when_wanted_back(tmp_path)
     registry.refresh()
     assert registry.servable("m").version == 2
     states = {s.version: s.state for s in registry.status("m").model_version_status}
-    assert states == {1: get_model_status_pb2.ModelVersionStatus.END, 2: get_model_status_pb2.ModelVersionStatus.AVAILABLE}
+    assert states == {
+        1: get_model_status_pb2.ModelVersionStatus.END,
+        2: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+    }

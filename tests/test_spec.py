@@ -44,9 +44,15 @@ def test_round_trip_through_yaml(tmp_path):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (lambda d: d["features"][0].update(modality="video"), r"features\[0\].*`modality` must be one of text, image, audio"),
+        (
+            lambda d: d["features"][0].update(modality="video"),
+            r"features\[0\].*`modality` must be one of text, image, audio",
+        ),
         (lambda d: d["features"][1].update(name="caption"), r"features\[1\].*`caption` is used twice"),
-        (lambda d: d["features"][0].update(max_token=5), r"unknown field `max_token`. Did you mean `max_tokens`"),
+        (
+            lambda d: d["features"][0].update(max_token=5),
+            r"unknown field `max_token`. Did you mean `max_tokens`",
+        ),
         (lambda d: d.update(validation="v.csv", validation_split=0.1), "either `validation`"),
         (lambda d: d["target"].update(type="ordinal"), r"data.target: `type` must be one of"),
         (lambda d: d["features"][1].update(size=[16]), r"`size` must be \[height, width\]"),
@@ -64,7 +70,9 @@ def test_spec_mistakes_name_the_field(tmp_path, change, expected):
 def test_column_missing_from_manifest_is_named_with_a_suggestion(tmp_path):
     _write_manifest(tmp_path, header="caption,image_pth,wav_path,label")
     spec = write_spec(tmp_path, {"train": "train.csv", "features": FEATURES, "target": {"column": "label"}})
-    with pytest.raises(SpecError, match=r"column `image_path` is not in .*train.csv. Did you mean `image_pth`"):
+    with pytest.raises(
+        SpecError, match=r"column `image_path` is not in .*train.csv. Did you mean `image_pth`"
+    ):
         open_split(spec, "train")
 
 
@@ -76,7 +84,9 @@ def test_empty_manifest_is_an_error(tmp_path):
 
 
 def test_malformed_jsonl_line_is_named(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"caption": "a", "image_path": "a.png", "wav_path": "a.wav", "label": "x"}\n{oops\n')
+    (tmp_path / "train.jsonl").write_text(
+        '{"caption": "a", "image_path": "a.png", "wav_path": "a.wav", "label": "x"}\n{oops\n'
+    )
     spec = write_spec(tmp_path, {"train": "train.jsonl", "features": FEATURES, "target": {"column": "label"}})
     with pytest.raises(SpecError, match=r"train.jsonl:2: not a JSON object"):
         open_split(spec, "train")

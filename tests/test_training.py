@@ -18,6 +18,7 @@ from mmkeras.training import TrainingError, train
 from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
 from tests.training_helpers import run_cli, write_train_spec
 
+
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("quickstart"))
@@ -27,7 +28,9 @@ def quickstart_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_run(quickstart_dir, tmp_path_factory):
-    spec = Spec.from_yaml(write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=6, profile_batches=[2, 4]))
+    spec = Spec.from_yaml(
+        write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=6, profile_batches=[2, 4])
+    )
     run_dir = str(tmp_path_factory.mktemp("run") / "fused")
     return train(spec, run_dir, verbose=0)
 
@@ -40,7 +43,15 @@ def _accumulator(folder):
 
 def test_run_folder_is_complete(trained_run):
     run = trained_run.run_dir
-    for name in ("spec.yaml", "preprocessor.json", "model.keras", "checkpoints/best.keras", "checkpoints/last.keras", "history.csv", "metrics.json"):
+    for name in (
+        "spec.yaml",
+        "preprocessor.json",
+        "model.keras",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+        "history.csv",
+        "metrics.json",
+    ):
         assert os.path.exists(os.path.join(run, name)), name
     assert not os.path.exists(os.path.join(run, "backup"))  # removed once the run finished
     rows = list(csv.DictReader(open(os.path.join(run, "history.csv"))))
@@ -54,7 +65,12 @@ def test_run_folder_is_complete(trained_run):
 def test_tensorboard_shows_scalars_pictures_text_audio_projector_hparams_profile(trained_run):
     logs = os.path.join(trained_run.run_dir, "logs")
     train_scalars = _accumulator(os.path.join(logs, "train"))
-    losses = [e.tensor_proto.float_val[0] if e.tensor_proto.float_val else float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0]) for e in train_scalars.Tensors("epoch_loss")]
+    losses = [
+        e.tensor_proto.float_val[0]
+        if e.tensor_proto.float_val
+        else float(np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0])
+        for e in train_scalars.Tensors("epoch_loss")
+    ]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert "epoch_learning_rate" in train_scalars.Tags()["tensors"]
     assert "epoch_accuracy" in _accumulator(os.path.join(logs, "validation")).Tags()["tensors"]
@@ -110,20 +126,38 @@ def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tm
     fixed = []
     for line in good + [",".join(broken)]:
         caption, image, audio, label = line.split(",")
-        fixed.append(",".join([caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]))
+        fixed.append(
+            ",".join(
+                [caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]
+            )
+        )
     manifest.write_text("\n".join([header, *fixed]) + "\n")
     result = run_cli("predict", trained_run.run_dir, "--data", str(manifest))
     assert result.returncode == 0, result.stderr
     written = list(csv.DictReader(open(tmp_path / "rows.predictions.csv")))
     assert len(written) == 6
-    assert all(r["predicted_label"] in {"circle_high", "circle_low", "square_high", "square_low"} for r in written[:5])
+    assert all(
+        r["predicted_label"] in {"circle_high", "circle_low", "square_high", "square_low"}
+        for r in written[:5]
+    )
     assert sum(r["predicted_label"] == r["label"] for r in written[:5]) >= 3
     assert written[5]["predicted_label"] == "" and "missing file" in written[5]["error"]
-    assert abs(sum(float(written[0][f"probability_{c}"]) for c in ("circle_high", "circle_low", "square_high", "square_low")) - 1) < 1e-4
+    assert (
+        abs(
+            sum(
+                float(written[0][f"probability_{c}"])
+                for c in ("circle_high", "circle_low", "square_high", "square_low")
+            )
+            - 1
+        )
+        < 1e-4
+    )
 
 
 def test_finished_run_is_not_overwritten_by_accident(trained_run, quickstart_dir):
-    result = run_cli("train", os.path.join(trained_run.run_dir, "spec.yaml"), "--output-dir", trained_run.run_dir)
+    result = run_cli(
+        "train", os.path.join(trained_run.run_dir, "spec.yaml"), "--output-dir", trained_run.run_dir
+    )
     assert result.returncode == 2 and "holds a finished run" in result.stderr
 
 
@@ -141,22 +175,44 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path):
     last = str(tmp_path / "last.keras")
 
     guard = NaNGuard(last)
-    fresh_model().fit(x, poisoned, batch_size=10, epochs=3, shuffle=False, verbose=0, callbacks=[guard, FiniteModelCheckpoint(last)])
-    assert guard.failure and "epoch 1, batch 3" in guard.failure and "Lower train.learning_rate" in guard.failure
+    fresh_model().fit(
+        x,
+        poisoned,
+        batch_size=10,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+        callbacks=[guard, FiniteModelCheckpoint(last)],
+    )
+    assert (
+        guard.failure and "epoch 1, batch 3" in guard.failure and "Lower train.learning_rate" in guard.failure
+    )
     assert not os.path.exists(last)  # a diverged model is never written as "last"
 
     model = fresh_model()
-    model.fit(x, clean, batch_size=10, epochs=1, shuffle=False, verbose=0, callbacks=[FiniteModelCheckpoint(last)])
+    model.fit(
+        x, clean, batch_size=10, epochs=1, shuffle=False, verbose=0, callbacks=[FiniteModelCheckpoint(last)]
+    )
     good = keras.saving.load_model(last).get_weights()
     guard = NaNGuard(last)
-    model.fit(x, poisoned, batch_size=10, epochs=1, shuffle=False, verbose=0, callbacks=[guard, FiniteModelCheckpoint(last)])
+    model.fit(
+        x,
+        poisoned,
+        batch_size=10,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[guard, FiniteModelCheckpoint(last)],
+    )
     assert guard.failure and last in guard.failure
     kept = keras.saving.load_model(last).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(good, kept))  # the last good epoch survives
 
 
 def test_training_error_reaches_the_command_line(quickstart_dir, tmp_path):
-    spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=2, learning_rate=1e12, optimizer="sgd")
+    spec_path = write_train_spec(
+        os.path.join(quickstart_dir, "spec.yaml"), epochs=2, learning_rate=1e12, optimizer="sgd"
+    )
     result = run_cli("train", spec_path, "--output-dir", str(tmp_path / "nan"))
     assert result.returncode == 2
     assert "error: the loss became nan" in result.stderr.lower()
@@ -171,7 +227,9 @@ def _history_epochs(path):
 
 def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tmp_path):
     # A cosine schedule ends each run in a settled state, so two runs compare.
-    spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine")
+    spec_path = write_train_spec(
+        os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine"
+    )
     spec = Spec.from_yaml(spec_path)
     import yaml
 
@@ -181,7 +239,15 @@ def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tm
     mapping["data"]["test"] = spec.resolve(mapping["data"]["test"])
     yaml.safe_dump(mapping, open(tmp_path / "spec.yaml", "w"))
     run_dir = str(tmp_path / "run")
-    command = [sys.executable, "-m", "mmkeras.cli", "train", str(tmp_path / "spec.yaml"), "--output-dir", run_dir]
+    command = [
+        sys.executable,
+        "-m",
+        "mmkeras.cli",
+        "train",
+        str(tmp_path / "spec.yaml"),
+        "--output-dir",
+        run_dir,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = os.path.join(run_dir, "history.csv")
     deadline = time.time() + 240
@@ -226,7 +292,9 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmni
         mapping["train"]["strategy"] = strategy
         spec_path = avmnist_small.replace("spec.yaml", f"spec_{strategy}.yaml")
         yaml.safe_dump(mapping, open(spec_path, "w"))
-        result = run_cli("train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"})
+        result = run_cli(
+            "train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"}
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         replicas = "2 replica(s)" if strategy == "mirrored" else "1 replica(s)"
         assert replicas in result.stderr + result.stdout
@@ -240,12 +308,24 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_the_default_strategy(avmni
 
 
 def test_quickstart_main_job(tmp_path):
-    result = run_cli("quickstart", "--dataset", "quickstart", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"))
+    result = run_cli(
+        "quickstart",
+        "--dataset",
+        "quickstart",
+        "--output-dir",
+        str(tmp_path),
+        "--saved-models",
+        str(tmp_path / "saved_models"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = {}
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[-2].replace(".", "").isdigit() and ("only" in line or parts[0] == "fused"):
+        if (
+            len(parts) >= 3
+            and parts[-2].replace(".", "").isdigit()
+            and ("only" in line or parts[0] == "fused")
+        ):
             table[" ".join(parts[:-2])] = float(parts[-2])
     assert set(table) == {"fused", "caption only", "image only", "audio only"}, result.stdout
     assert table["fused"] >= 0.9
@@ -259,14 +339,24 @@ def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
     # The quickstart on real data, default configuration: the degradation
     # leaves neither modality enough on its own.
     result = run_cli(
-        "quickstart", "--dataset", "avmnist", "--output-dir", str(tmp_path), "--saved-models", str(tmp_path / "saved_models"),
+        "quickstart",
+        "--dataset",
+        "avmnist",
+        "--output-dir",
+        str(tmp_path),
+        "--saved-models",
+        str(tmp_path / "saved_models"),
         env={"MMKERAS_DATA": data_root},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     table = {}
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and ("only" in line or parts[0] == "fused") and parts[-2].replace(".", "").isdigit():
+        if (
+            len(parts) >= 3
+            and ("only" in line or parts[0] == "fused")
+            and parts[-2].replace(".", "").isdigit()
+        ):
             table[" ".join(parts[:-2])] = float(parts[-2])
     assert set(table) == {"fused", "image only", "audio only"}, result.stdout
     assert table["fused"] >= max(table["image only"], table["audio only"]) + 0.03, table
@@ -283,7 +373,11 @@ def test_auto_class_weights_are_inverse_frequencies(tmp_path, quickstart_dir):
     absolute = []
     for line in kept:
         caption, image, audio, label = line.split(",")
-        absolute.append(",".join([caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]))
+        absolute.append(
+            ",".join(
+                [caption, os.path.join(quickstart_dir, image), os.path.join(quickstart_dir, audio), label]
+            )
+        )
     (tmp_path / "train.csv").write_text("\n".join([header, *absolute]) + "\n")
     import yaml
 

@@ -38,7 +38,11 @@ def write_train_spec(spec_path, model=None, data=None, **train):
 def run_cli(*args, env=None, **kwargs):
     """`mmkeras ARGS` in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "mmkeras.cli", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, **kwargs
+        [sys.executable, "-m", "mmkeras.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
     )
 
 

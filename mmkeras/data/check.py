@@ -21,7 +21,6 @@ from mmkeras.data.splits import open_split
 from mmkeras.preprocessing.preprocessor import feature_preprocessor
 from mmkeras.preprocessing.target import sorted_labels
 
-
 CHUNK_ROWS = 256
 
 
@@ -52,7 +51,9 @@ _decoders = {}
 
 def _compiled_decoder(layer):
     """One traced decode function per image configuration, reused across checks."""
-    key = json.dumps({k: v for k, v in layer.get_config().items() if k != "name"}, sort_keys=True, default=str)
+    key = json.dumps(
+        {k: v for k, v in layer.get_config().items() if k != "name"}, sort_keys=True, default=str
+    )
     if key not in _decoders:
         _decoders[key] = tf.function(layer.decode_one, input_signature=[tf.TensorSpec([], tf.string)])
     return _decoders[key]
@@ -160,9 +161,12 @@ def check_split(spec, split, checker=None, progress=True):
     workers = min(16, 2 * (os.cpu_count() or 1))
     bad = []
     records = source.records()
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool, tqdm(
-        total=len(source), desc=f"checking {split}", unit="row", disable=not progress, leave=False
-    ) as bar:
+    with (
+        concurrent.futures.ThreadPoolExecutor(workers) as pool,
+        tqdm(
+            total=len(source), desc=f"checking {split}", unit="row", disable=not progress, leave=False
+        ) as bar,
+    ):
         # Bounded chunks keep only a few hundred rows' bytes in memory at once.
         while chunk := list(itertools.islice(records, CHUNK_ROWS)):
             for found in pool.map(lambda record: checker.check_record(*record), chunk):

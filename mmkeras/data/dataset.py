@@ -140,9 +140,7 @@ def make_dataset(
         dataset = dataset.cache("" if data.cache == "memory" else spec.resolve(data.cache))
     if shuffle_decoded:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed)
-    dataset = dataset.batch(
-        batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE
-    )
+    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     if training and preprocessor.augmenters:
         # One stateless seed per batch: reproducible, and unlike op-seeded
         # random ops it lets tf.data run batches in parallel.

@@ -217,13 +217,9 @@ class ManifestSource:
         if data.target is not None:
             names[TARGET_KEY] = data.target.column
         kept = [i for i, key in enumerate(self.keys()) if key not in exclude]
-        dataset = tf.data.Dataset.from_tensor_slices(
-            self.manifest.subset(kept).tensors(names)
-        )
+        dataset = tf.data.Dataset.from_tensor_slices(self.manifest.subset(kept).tensors(names))
         if input_context:
-            dataset = dataset.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
-            )
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         return dataset
 
     def load(self, row):

@@ -39,10 +39,7 @@ def write_tfrecords(source, spec, output_prefix, num_shards=8, exclude=(), progr
     data = spec.data
     folder = os.path.dirname(os.path.abspath(output_prefix))
     os.makedirs(folder, exist_ok=True)
-    paths = [
-        f"{output_prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-        for shard in range(num_shards)
-    ]
+    paths = [f"{output_prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord" for shard in range(num_shards)]
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     written = 0
     try:
@@ -76,8 +73,7 @@ class TFRecordSource:
         self.files = sorted(glob.glob(pattern))
         if not self.files:
             raise SpecError(
-                f"no TFRecord files match {pattern}. Write them with "
-                "`mmkeras data to-tfrecord SPEC`."
+                f"no TFRecord files match {pattern}. Write them with `mmkeras data to-tfrecord SPEC`."
             )
         names = [f.name for f in spec.data.features] + [KEY]
         if spec.data.target is not None:
@@ -102,9 +98,7 @@ class TFRecordSource:
 
     def keys(self):
         if self._keys is None:
-            self._keys = [
-                record[KEY].decode("utf-8", "surrogateescape") for record in self._stream([KEY])
-            ]
+            self._keys = [record[KEY].decode("utf-8", "surrogateescape") for record in self._stream([KEY])]
         return self._keys
 
     def column(self, column):
@@ -113,28 +107,27 @@ class TFRecordSource:
             name = TARGET_KEY
         else:
             name = next(f.name for f in data.features if f.column == column)
-        return [
-            record[name].decode("utf-8", "surrogateescape") for record in self._stream([name])
-        ]
+        return [record[name].decode("utf-8", "surrogateescape") for record in self._stream([name])]
 
     def records(self):
         """Yields `(key, values)` per record: text as str, file contents as bytes."""
         text = {f.name for f in self.spec.data.features if f.modality == "text"}
         for record in self._stream(list(self._schema)):
             key = record.pop(KEY).decode("utf-8", "surrogateescape")
-            yield key, {
-                name: value.decode("utf-8", "surrogateescape")
-                if name in text or name == TARGET_KEY
-                else value
-                for name, value in record.items()
-            }
+            yield (
+                key,
+                {
+                    name: value.decode("utf-8", "surrogateescape")
+                    if name in text or name == TARGET_KEY
+                    else value
+                    for name, value in record.items()
+                },
+            )
 
     def rows(self, exclude=(), input_context=None):
         files = tf.data.Dataset.from_tensor_slices(self.files)
         if input_context and len(self.files) >= input_context.num_input_pipelines:
-            files = files.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
-            )
+            files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
             input_context = None
         dataset = files.interleave(
             tf.data.TFRecordDataset,
@@ -143,14 +136,10 @@ class TFRecordSource:
             deterministic=True,
         ).map(self._parse, num_parallel_calls=tf.data.AUTOTUNE)
         if input_context:
-            dataset = dataset.shard(
-                input_context.num_input_pipelines, input_context.input_pipeline_id
-            )
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         if exclude:
             bad = tf.constant(sorted(exclude))
-            dataset = dataset.filter(
-                lambda row: tf.logical_not(tf.reduce_any(tf.equal(row[KEY], bad)))
-            )
+            dataset = dataset.filter(lambda row: tf.logical_not(tf.reduce_any(tf.equal(row[KEY], bad))))
         return dataset
 
     def load(self, row):

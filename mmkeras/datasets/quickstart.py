@@ -89,8 +89,20 @@ def build_quickstart(output_dir, num_rows=600, seed=0):
             "validation_split": 0.2,
             "test": "test.csv",
             "features": [
-                {"name": "caption", "modality": "text", "column": "caption", "max_tokens": 100, "sequence_length": 8},
-                {"name": "image", "modality": "image", "column": "image", "size": [IMAGE_SIZE, IMAGE_SIZE], "channels": 3},
+                {
+                    "name": "caption",
+                    "modality": "text",
+                    "column": "caption",
+                    "max_tokens": 100,
+                    "sequence_length": 8,
+                },
+                {
+                    "name": "image",
+                    "modality": "image",
+                    "column": "image",
+                    "size": [IMAGE_SIZE, IMAGE_SIZE],
+                    "channels": 3,
+                },
                 {
                     "name": "audio",
                     "modality": "audio",

@@ -35,15 +35,21 @@ def headline(report):
 def _write_plots(folder, target, report, true, predictions, ablation):
     files = {}
     if "confusion_matrix" in report:
-        files["confusion_matrix.png"] = plots.confusion_matrix_figure(report["confusion_matrix"], report["labels"])
+        files["confusion_matrix.png"] = plots.confusion_matrix_figure(
+            report["confusion_matrix"], report["labels"]
+        )
         f1 = {label: s["f1"] for label, s in report["per_class"].items()}
         files["per_class_f1.png"] = plots.bar_figure(f1, "F1 per class", "F1")
     if target.type == "binary":
         positive = np.asarray(predictions).reshape(-1)
         fpr, tpr, auc = reports.roc_curve(true, positive)
-        files["roc.png"] = plots.curve_figure(fpr, tpr, "false positive rate", "true positive rate", f"ROC (AUC {auc:.3f})", diagonal=True)
+        files["roc.png"] = plots.curve_figure(
+            fpr, tpr, "false positive rate", "true positive rate", f"ROC (AUC {auc:.3f})", diagonal=True
+        )
         recall, precision, ap = reports.precision_recall_curve(true, positive)
-        files["precision_recall.png"] = plots.curve_figure(recall, precision, "recall", "precision", f"Precision-recall (AP {ap:.3f})")
+        files["precision_recall.png"] = plots.curve_figure(
+            recall, precision, "recall", "precision", f"Precision-recall (AP {ap:.3f})"
+        )
     if target.type == "numeric":
         files["predicted_vs_true.png"] = plots.scatter_figure(true, np.asarray(predictions).reshape(-1))
     name, _ = headline(report)
@@ -104,7 +110,9 @@ def evaluate_run(run_dir, data=None, split="test", output_dir=None):
     report["split"] = os.path.abspath(data) if data else split
 
     folder = output_dir or os.path.join(
-        RunPaths(os.path.abspath(run_dir)).root, "evaluation", os.path.splitext(os.path.basename(data))[0] if data else split
+        RunPaths(os.path.abspath(run_dir)).root,
+        "evaluation",
+        os.path.splitext(os.path.basename(data))[0] if data else split,
     )
     os.makedirs(folder, exist_ok=True)
     report["plots"] = _write_plots(folder, target, report, true, predictions, ablation)

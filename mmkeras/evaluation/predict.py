@@ -50,8 +50,13 @@ def predict_run(run_dir, data, output=None):
     rows_spec = dataclasses.replace(
         spec,
         data=dataclasses.replace(
-            spec.data, train=data, validation=None, validation_split=None, test=None,
-            target=None, on_bad_record="skip",
+            spec.data,
+            train=data,
+            validation=None,
+            validation_split=None,
+            test=None,
+            target=None,
+            on_bad_record="skip",
         ),
     )
     problems = {}
@@ -59,7 +64,9 @@ def predict_run(run_dir, data, output=None):
     for record in bad_records(rows_spec, "train", progress=False):
         problems.setdefault(record.location, f"{record.column}: {record.reason}")
     sample = collect_sample(rows_spec, preprocessor, split="train", max_rows=ALL_ROWS)
-    predictions = dict(zip(sample.keys, model.predict(sample.inputs, batch_size=256, verbose=0))) if len(sample) else {}
+    predictions = (
+        dict(zip(sample.keys, model.predict(sample.inputs, batch_size=256, verbose=0))) if len(sample) else {}
+    )
     labels = preprocessor.target.labels if target.is_classification else None
 
     header, rows, lines = read_rows(data)

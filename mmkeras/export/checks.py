@@ -57,8 +57,11 @@ def check_ops(saved_model_dir):
     """Returns the offenders: `op (used in ...)` for each op TF Serving lacks."""
     uses = ops_by_function(saved_model_dir)
     result = subprocess.run(
-        [sys.executable, "-c", _REGISTRY_SCRIPT], input=json.dumps(sorted(uses)),
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", _REGISTRY_SCRIPT],
+        input=json.dumps(sorted(uses)),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     known = json.loads(result.stdout.strip().splitlines()[-1])
     servable = set(known["core"]) | set(known["text"])
@@ -66,7 +69,11 @@ def check_ops(saved_model_dir):
     for op, places in sorted(uses.items()):
         if op in PYTHON_OPS or op not in servable:
             where = ", ".join(places[:3]) + (" ..." if len(places) > 3 else "")
-            reason = "calls back into Python" if op in PYTHON_OPS else "is not a core TensorFlow or TensorFlow Text op"
+            reason = (
+                "calls back into Python"
+                if op in PYTHON_OPS
+                else "is not a core TensorFlow or TensorFlow Text op"
+            )
             offenders.append(f"{op} {reason} (used in {where})")
     return offenders
 
@@ -134,10 +141,13 @@ def check_parity(saved_model_dir, cases, tolerance=1e-5):
         out_file = os.path.join(folder, "outputs.npz")
         result = subprocess.run(
             [sys.executable, "-c", _PARITY_SCRIPT, saved_model_dir, cases_file, out_file],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
-            raise SpecError(f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}")
+            raise SpecError(
+                f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}"
+            )
         if result.stdout.strip().splitlines()[-1] != "False":
             raise SpecError("the parity check's fresh process imported mmkeras")
         served = np.load(out_file)
@@ -147,8 +157,9 @@ def check_parity(saved_model_dir, cases, tolerance=1e-5):
             difference = float(np.max(np.abs(values - np.asarray(case.expected).reshape(values.shape))))
             if difference > tolerance:
                 raise SpecError(
-                    f"the exported model's `{case.signature}` output `{case.output}` differs from the trained "
-                    f"model's by up to {difference:.2e} (allowed {tolerance:.0e}); the export was not published."
+                    f"the exported model's `{case.signature}` output `{case.output}` differs from the "
+                    f"trained model's by up to {difference:.2e} (allowed {tolerance:.0e}); "
+                    "the export was not published."
                 )
             largest = max(largest, difference)
     return largest
@@ -157,8 +168,17 @@ def check_parity(saved_model_dir, cases, tolerance=1e-5):
 def saved_model_cli_listing(saved_model_dir):
     """{signature: {input: (dtype, shape)}} as `saved_model_cli show --all` prints them."""
     result = subprocess.run(
-        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir", saved_model_dir, "--all"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tensorflow.python.tools.saved_model_cli",
+            "show",
+            "--dir",
+            saved_model_dir,
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise SpecError(f"saved_model_cli show failed on {saved_model_dir}:\n{result.stderr[-2000:]}")
@@ -175,7 +195,9 @@ def saved_model_cli_listing(saved_model_dir):
             name = match.group(1)
         elif in_inputs and name and (match := re.match(r"(dtype|shape): (.+)", line.strip())):
             dtype, shape = listing[signature].get(name, (None, None))
-            listing[signature][name] = (match.group(2), shape) if match.group(1) == "dtype" else (dtype, match.group(2))
+            listing[signature][name] = (
+                (match.group(2), shape) if match.group(1) == "dtype" else (dtype, match.group(2))
+            )
     return listing
 
 
@@ -194,5 +216,7 @@ def check_listing(saved_model_dir, expected):
         elif listing[signature] != inputs:
             problems.append(f"signature `{signature}` takes {listing[signature]}, expected {inputs}")
     if problems:
-        raise SpecError("saved_model_cli show disagrees with the documented signatures:\n  " + "\n  ".join(problems))
+        raise SpecError(
+            "saved_model_cli show disagrees with the documented signatures:\n  " + "\n  ".join(problems)
+        )
     return listing

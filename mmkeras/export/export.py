@@ -15,7 +15,12 @@ from mmkeras.training.row_sample import collect_sample
 from mmkeras.training.run import load_run
 
 PARITY_ROWS = 32
-OUTPUT_FOR_PARITY = {"categorical": "probabilities", "binary": "probability", "multilabel": "scores", "numeric": "prediction"}
+OUTPUT_FOR_PARITY = {
+    "categorical": "probabilities",
+    "binary": "probability",
+    "multilabel": "scores",
+    "numeric": "prediction",
+}
 RAW_INPUT = ("DT_STRING", "(-1)")
 
 
@@ -40,8 +45,12 @@ def _parity_cases(spec, preprocessor, model, sample):
     """What the fresh process must reproduce: each raw-input signature on real rows."""
     if spec.data.target is None:
         return [
-            ParityCase(signature, {feature: sample.raw[feature]}, "embedding",
-                       tower.predict(sample.inputs[feature], verbose=0))
+            ParityCase(
+                signature,
+                {feature: sample.raw[feature]},
+                "embedding",
+                tower.predict(sample.inputs[feature], verbose=0),
+            )
             for signature, (feature, tower) in retrieval_towers(model).items()
         ]
     prediction = model.predict(sample.inputs, verbose=0)
@@ -84,8 +93,11 @@ def export_run(run_dir, base_dir, version=None, force=False, label=None):
         sample = _sample(spec, preprocessor)
         cases = _parity_cases(spec, preprocessor, model, sample)
         warmup = write_warmup_requests(
-            staged, os.path.basename(os.path.abspath(base_dir)), "serving_default",
-            cases[0].raw, BatchingParameters().max_batch_size,
+            staged,
+            os.path.basename(os.path.abspath(base_dir)),
+            "serving_default",
+            cases[0].raw,
+            BatchingParameters().max_batch_size,
         )
         # Each check is a fresh process; running them side by side halves the wait.
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -93,7 +105,9 @@ def export_run(run_dir, base_dir, version=None, force=False, label=None):
             parity = pool.submit(check_parity, staged, cases)
             listing = pool.submit(check_listing, staged, _documented_inputs(spec, model))
             if offenders := ops.result():
-                raise SpecError("the SavedModel uses ops TF Serving does not have:\n  " + "\n  ".join(offenders))
+                raise SpecError(
+                    "the SavedModel uses ops TF Serving does not have:\n  " + "\n  ".join(offenders)
+                )
             difference = parity.result()
             listing.result()
         path = publish(staged, base_dir, version)

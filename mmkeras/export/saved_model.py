@@ -97,5 +97,7 @@ def _retrieval_archive(spec, preprocessor, model):
         encode = _encoder(preprocessor, feature, tower)
         archive.add_endpoint(signature, encode, input_signature=raw_signature([features[feature]]))
         if signature == "encode_text":
-            archive.add_endpoint("serving_default", encode, input_signature=raw_signature([features[feature]]))
+            archive.add_endpoint(
+                "serving_default", encode, input_signature=raw_signature([features[feature]])
+            )
     return archive

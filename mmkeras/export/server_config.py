@@ -44,7 +44,9 @@ class BatchingParameters:
     max_enqueued_batches: int = 100
 
     def to_text(self):
-        return "".join(f"{field.name} {{ value: {getattr(self, field.name)} }}\n" for field in dataclasses.fields(self))
+        return "".join(
+            f"{field.name} {{ value: {getattr(self, field.name)} }}\n" for field in dataclasses.fields(self)
+        )
 
     @classmethod
     def from_text(cls, text, source="batching parameters"):

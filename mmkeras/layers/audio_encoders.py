@@ -34,8 +34,15 @@ class SpectrogramCNNEncoder(Encoder):
         steps, bands, channels = feature_map.shape[1:]
         sequence = keras.layers.Reshape((steps, bands * channels), name=f"{name}_time_steps")(feature_map)
         pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}_pooled")(feature_map)
-        outputs = {"pooled": pooled, "sequence": sequence, "sequence_mask": FullMask(name=f"{name}_mask")(sequence)}
+        outputs = {
+            "pooled": pooled,
+            "sequence": sequence,
+            "sequence_mask": FullMask(name=f"{name}_mask")(sequence),
+        }
         super().__init__(inputs={"audio": audio}, outputs=outputs, **kwargs)
         self.store_arguments(
-            spectrogram_shape=spectrogram_shape, filters=filters, kernel_size=kernel_size, dropout_rate=dropout_rate
+            spectrogram_shape=spectrogram_shape,
+            filters=filters,
+            kernel_size=kernel_size,
+            dropout_rate=dropout_rate,
         )

@@ -33,7 +33,11 @@ class ConcatFusion(keras.layers.Layer):
         return ops.concatenate(inputs, axis=-1)
 
     def compute_output_shape(self, input_shapes):
-        width = self.projection_dim * len(input_shapes) if self.projection_dim else sum(s[-1] for s in input_shapes)
+        width = (
+            self.projection_dim * len(input_shapes)
+            if self.projection_dim
+            else sum(s[-1] for s in input_shapes)
+        )
         return (input_shapes[0][0], width)
 
     def get_config(self):

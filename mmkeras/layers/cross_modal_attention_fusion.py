@@ -87,7 +87,9 @@ class CrossModalAttentionFusion(keras.layers.Layer):
         dropout_rate: float. Dropout inside the blocks.
     """
 
-    def __init__(self, hidden_dim=64, num_heads=4, num_layers=1, intermediate_dim=None, dropout_rate=0.0, **kwargs):
+    def __init__(
+        self, hidden_dim=64, num_heads=4, num_layers=1, intermediate_dim=None, dropout_rate=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads

@@ -29,15 +29,15 @@ def _outputs(feature_map, name):
 def conv_blocks(x, filters, kernel_size, dropout_rate, name, pool_size=2):
     """Conv -> batch norm -> ReLU -> max pool, once per entry of `filters`."""
     for index, width in enumerate(filters):
-        x = keras.layers.Conv2D(width, kernel_size, padding="same", use_bias=False, name=f"{name}_conv_{index}")(x)
+        x = keras.layers.Conv2D(
+            width, kernel_size, padding="same", use_bias=False, name=f"{name}_conv_{index}"
+        )(x)
         # momentum 0.9: the moving statistics settle within a short run's
         # few hundred steps (at Keras's 0.99 inference would see stale ones).
         # synchronized: under tf.distribute the batch statistics are those of
         # the global batch, so every replica and every worker keeps the same
         # moving statistics, as one device would.
-        x = keras.layers.BatchNormalization(
-            momentum=0.9, synchronized=True, name=f"{name}_bn_{index}"
-        )(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, synchronized=True, name=f"{name}_bn_{index}")(x)
         x = keras.layers.ReLU(name=f"{name}_relu_{index}")(x)
         x = keras.layers.MaxPooling2D(pool_size, name=f"{name}_pool_{index}")(x)
         if dropout_rate:

@@ -60,7 +60,9 @@ class LowRankTensorFusion(keras.layers.Layer):
             )
             for i, shape in enumerate(input_shapes)
         ]
-        self.rank_weights = self.add_weight(shape=(self.rank,), initializer="glorot_normal", name="rank_weights")
+        self.rank_weights = self.add_weight(
+            shape=(self.rank,), initializer="glorot_normal", name="rank_weights"
+        )
         self.bias = self.add_weight(shape=(self.output_dim,), initializer="zeros", name="bias")
 
     def call(self, inputs):

@@ -49,9 +49,9 @@ class LSTMTextEncoder(Encoder):
         name = kwargs.get("name") or "lstm_text_encoder"
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         mask = PaddingMask(name=f"{name}_padding_mask")(token_ids)
-        x = keras.layers.Embedding(
-            vocabulary_size, embedding_dim, mask_zero=True, name=f"{name}_embedding"
-        )(token_ids)
+        x = keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name=f"{name}_embedding")(
+            token_ids
+        )
         x = keras.layers.Dropout(dropout_rate, name=f"{name}_embedding_dropout")(x)
         for index in range(num_layers):
             lstm = keras.layers.LSTM(units, return_sequences=True, name=f"{name}_lstm_{index}")

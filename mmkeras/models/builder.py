@@ -128,8 +128,8 @@ def build_model(spec, preprocessor, compile=True, optimizer="adam"):
     One input per feature (named after it) plus `modality_mask`; an encoder
     per feature (`{name}_encoder`), the fusion, a head. The fused vector is
     the output of the layer named `fused_embedding` (for late fusion, the
-    combined logits); the model's output is `prediction`. Compiled with the loss and metrics of the target type
-    unless `compile=False`.
+    combined logits); the model's output is `prediction`. Compiled with the
+    loss and metrics of the target type unless `compile=False`.
 
     Args:
         spec: Spec. Data and model sections.
@@ -152,8 +152,7 @@ def build_model(spec, preprocessor, compile=True, optimizer="adam"):
     inputs = {f.name: feature_input(f, preprocessor) for f in features}
     inputs[MODALITY_MASK] = keras.Input(shape=(len(features),), name=MODALITY_MASK)
     encoded = [
-        build_encoder(f, spec, preprocessor)({ENCODER_INPUT[f.modality]: inputs[f.name]})
-        for f in features
+        build_encoder(f, spec, preprocessor)({ENCODER_INPUT[f.modality]: inputs[f.name]}) for f in features
     ]
     fused = _fuse(spec.model.fusion, encoded, inputs[MODALITY_MASK], units)
     fused = keras.layers.Identity(name=FUSED_EMBEDDING)(fused)

@@ -129,7 +129,9 @@ class DualEncoder(keras.Model):
         initial_temperature=0.07,
         **kwargs,
     ):
-        text_input = keras.Input(shape=text_encoder.input["token_ids"].shape[1:], dtype="int32", name=text_feature)
+        text_input = keras.Input(
+            shape=text_encoder.input["token_ids"].shape[1:], dtype="int32", name=text_feature
+        )
         image_input = keras.Input(shape=image_encoder.input["images"].shape[1:], name=image_feature)
         text_pooled = text_encoder({"token_ids": text_input})["pooled"]
         image_pooled = image_encoder({"images": image_input})["pooled"]
@@ -232,9 +234,7 @@ def build_dual_encoder(spec, preprocessor, compile=True, optimizer="adam"):
     texts = [f for f in spec.data.features if f.modality == "text"]
     images = [f for f in spec.data.features if f.modality == "image"]
     if len(texts) != 1 or len(images) != 1 or len(spec.data.features) != 2:
-        raise SpecError(
-            "data.features: a retrieval model needs exactly one text and one image feature."
-        )
+        raise SpecError("data.features: a retrieval model needs exactly one text and one image feature.")
     model = DualEncoder(
         build_encoder(texts[0], spec, preprocessor),
         build_encoder(images[0], spec, preprocessor),

@@ -10,8 +10,9 @@ from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 # libjpeg can decode a JPEG at 1/2, 1/4 or 1/8 of its size by skipping the
 # high DCT frequencies, several times faster than decoding it whole and
 # resizing. INTEGER_ACCURATE is libjpeg's default (what Pillow decodes with);
-# TensorFlow's own default is the less exact INTEGER_FAST. The largest factor that still leaves at least the output size is
-# used, so quality is what a bilinear antialiased resize from there gives.
+# TensorFlow's own default is the less exact INTEGER_FAST. The largest factor
+# that still leaves at least the output size is used, so quality is what a
+# bilinear antialiased resize from there gives.
 _JPEG_DCT_RATIOS = (1, 2, 4, 8)
 
 
@@ -78,9 +79,7 @@ class ImagePreprocessor(PreprocessingLayer):
         image = tf.cond(
             tf.io.is_jpeg(data),
             lambda: self._decode_jpeg(data),
-            lambda: self._to_channels(
-                tf.cast(tf.io.decode_image(data, expand_animations=False), tf.float32)
-            ),
+            lambda: self._to_channels(tf.cast(tf.io.decode_image(data, expand_animations=False), tf.float32)),
         )
         image = self._resize(image)
         low, high = self.value_range
@@ -183,9 +182,7 @@ def affine_warp(images, transforms):
     """
     shape = tf.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    ys, xs = tf.meshgrid(
-        tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij"
-    )
+    ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32), tf.range(width, dtype=tf.float32), indexing="ij")
     rows = [transforms[:, i, tf.newaxis, tf.newaxis] for i in range(6)]
     source_x = rows[0] * xs + rows[1] * ys + rows[2]
     source_y = rows[3] * xs + rows[4] * ys + rows[5]
@@ -289,7 +286,9 @@ class ImageAugmenter(keras.layers.Layer):
             seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32, seed=self.seed)
         shape = tf.shape(images)
         transforms = self._affine_transforms(shape[0], shape[1], shape[2], seed)
-        factors = tf.cast(_uniform(seed, 4, [shape[0], 1, 1, 1], 1 - self.contrast, 1 + self.contrast), images.dtype)
+        factors = tf.cast(
+            _uniform(seed, 4, [shape[0], 1, 1, 1], 1 - self.contrast, 1 + self.contrast), images.dtype
+        )
         return self._transform(images, transforms, factors)
 
     @tf.function(jit_compile=True)

@@ -119,17 +119,13 @@ class Preprocessor(PreprocessingLayer):
         missing = [name for name in self.features if name not in inputs]
         if missing:
             raise KeyError(
-                f"raw input is missing feature(s) {missing}; "
-                f"expected keys {sorted(self.features)}."
+                f"raw input is missing feature(s) {missing}; expected keys {sorted(self.features)}."
             )
         outputs = {name: layer(inputs[name]) for name, layer in self.features.items()}
         # 1 where a feature's raw value is present, 0 where it is an empty
         # string: the model masks missing modalities out of the fusion.
         outputs[MODALITY_MASK] = tf.stack(
-            [
-                tf.cast(tf.strings.length(inputs[name]) > 0, tf.float32)
-                for name in self.features
-            ],
+            [tf.cast(tf.strings.length(inputs[name]) > 0, tf.float32) for name in self.features],
             axis=-1,
         )
         return outputs
@@ -154,14 +150,10 @@ class Preprocessor(PreprocessingLayer):
         config = super().get_config()
         config.update(
             {
-                "features": {
-                    name: keras.layers.serialize(layer)
-                    for name, layer in self.features.items()
-                },
+                "features": {name: keras.layers.serialize(layer) for name, layer in self.features.items()},
                 "target": keras.layers.serialize(self.target) if self.target else None,
                 "augmenters": {
-                    name: keras.layers.serialize(layer)
-                    for name, layer in self.augmenters.items()
+                    name: keras.layers.serialize(layer) for name, layer in self.augmenters.items()
                 },
             }
         )
@@ -171,14 +163,12 @@ class Preprocessor(PreprocessingLayer):
     def from_config(cls, config):
         config = dict(config)
         config["features"] = {
-            name: keras.layers.deserialize(layer)
-            for name, layer in config["features"].items()
+            name: keras.layers.deserialize(layer) for name, layer in config["features"].items()
         }
         if config.get("target"):
             config["target"] = keras.layers.deserialize(config["target"])
         config["augmenters"] = {
-            name: keras.layers.deserialize(layer)
-            for name, layer in config.get("augmenters", {}).items()
+            name: keras.layers.deserialize(layer) for name, layer in config.get("augmenters", {}).items()
         }
         return cls(**config)
 

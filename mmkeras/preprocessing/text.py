@@ -85,8 +85,7 @@ class TextPreprocessor(PreprocessingLayer):
             return
         self.vectorizer.adapt(texts)
         self.vocabulary = [
-            str(token)
-            for token in self.vectorizer.get_vocabulary(include_special_tokens=False)
+            str(token) for token in self.vectorizer.get_vocabulary(include_special_tokens=False)
         ]
 
     def call_batched(self, inputs):

@@ -57,7 +57,9 @@ def examples_figure(pictures, titles, captions=None, columns=4):
         axis.imshow(shown, cmap="magma" if picture.ndim == 2 else None, aspect="auto")
         axis.set_title(titles[index], fontsize=9, color="green" if "✓" in titles[index] else "red")
         if captions:
-            axis.text(0.5, -0.08, captions[index][:40], transform=axis.transAxes, ha="center", va="top", fontsize=8)
+            axis.text(
+                0.5, -0.08, captions[index][:40], transform=axis.transAxes, ha="center", va="top", fontsize=8
+            )
     return to_png(figure)
 
 

@@ -6,8 +6,8 @@ signature once and hands each request its own slice of the outputs. With
 `batch_timeout_micros` 0 nothing waits for a batch to fill: a request that
 finds nothing running and nothing queued runs at once on its own thread (no
 handoff, so an idle server answers as fast as an unbatched one), and the
-requests that arrive while something runs form the next batch. If a batch fails (one request has an undecodable image), its
-requests run one by one so only the bad one gets the error.
+requests that arrive while something runs form the next batch. If a batch
+fails (one request has an undecodable image), its requests run one by one so only the bad one gets the error.
 """
 
 import collections
@@ -67,7 +67,9 @@ class Batcher:
             elif not stopped:
                 limit = self._parameters.max_enqueued_batches * self._parameters.max_batch_size
                 if sum(t.rows for t in self._queue) + rows > limit:
-                    raise ServingError("the server's batch queue is full; retry shortly", grpc.StatusCode.UNAVAILABLE)
+                    raise ServingError(
+                        "the server's batch queue is full; retry shortly", grpc.StatusCode.UNAVAILABLE
+                    )
                 self._queue.append(task)
                 self._ready.notify()
         if stopped:
@@ -96,7 +98,9 @@ class Batcher:
 
     def _take_batch(self):
         with self._ready:
-            while (not self._queue or self._running >= self._parameters.num_batch_threads) and not self._stopped:
+            while (
+                not self._queue or self._running >= self._parameters.num_batch_threads
+            ) and not self._stopped:
                 self._ready.wait()
             if not self._queue:
                 return None

@@ -111,13 +111,18 @@ class Client:
 
     def _predict_rest(self, rows, signature_name, version, label):
         instances = [
-            {name: {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v for name, v in row.items()}
+            {
+                name: {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+                for name, v in row.items()
+            }
             for row in rows
         ]
         # The columnar answer names every output, even when there is only one.
         columns = {name: [row[name] for row in instances] for name in instances[0]}
         answer = self._rest(
-            "POST", self._path(version, label) + ":predict", {"signature_name": signature_name, "inputs": columns}
+            "POST",
+            self._path(version, label) + ":predict",
+            {"signature_name": signature_name, "inputs": columns},
         )["outputs"]
         if not isinstance(answer, dict):
             answer = {self._only_output(signature_name, version, label): answer}

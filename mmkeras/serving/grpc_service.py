@@ -60,7 +60,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         wanted = set(request.output_filter) or set(outputs)
         unknown = wanted - set(outputs)
         if unknown:
-            raise ServingError(f"output_filter names unknown output(s) {sorted(unknown)}; outputs: {sorted(outputs)}.")
+            raise ServingError(
+                f"output_filter names unknown output(s) {sorted(unknown)}; outputs: {sorted(outputs)}."
+            )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
@@ -72,7 +74,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_answering
     def GetModelMetadata(self, request, context):
         if list(request.metadata_field) != ["signature_def"]:
-            raise ServingError(f"metadata_field must be ['signature_def'], got {list(request.metadata_field)}.")
+            raise ServingError(
+                f"metadata_field must be ['signature_def'], got {list(request.metadata_field)}."
+            )
         servable = self.registry.servable(*_model_spec(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name

@@ -29,9 +29,12 @@ def _leaf(value, name, is_string):
             try:
                 return base64.b64decode(value["b64"], validate=True)
             except (binascii.Error, TypeError) as error:
-                raise ServingError(f"input `{name}`: invalid base64 in a {{\"b64\": ...}} value ({error}).") from None
+                raise ServingError(
+                    f'input `{name}`: invalid base64 in a {{"b64": ...}} value ({error}).'
+                ) from None
         raise ServingError(
-            f"input `{name}` takes strings: text as a JSON string, bytes as {{\"b64\": \"...\"}}; got {json.dumps(value)[:80]}."
+            f'input `{name}` takes strings: text as a JSON string, bytes as {{"b64": "..."}}; '
+            f"got {json.dumps(value)[:80]}."
         )
     if isinstance(value, (bool, int, float)):
         return value
@@ -95,12 +98,18 @@ def parse_predict_request(body, input_specs):
     unknown = sorted(set(columns) - set(specs))
     if unknown:
         raise ServingError(f"unknown input(s) {unknown}; this signature takes {sorted(specs)}.")
-    return signature_name, {name: to_array(value, name, strings[name]) for name, value in columns.items()}, row_format
+    return (
+        signature_name,
+        {name: to_array(value, name, strings[name]) for name, value in columns.items()},
+        row_format,
+    )
 
 
 def _only_input(specs, value):
     if len(specs) != 1:
-        raise ServingError(f"this signature takes several named inputs {sorted(specs)}; send an object keyed by them.")
+        raise ServingError(
+            f"this signature takes several named inputs {sorted(specs)}; send an object keyed by them."
+        )
     return {next(iter(specs)): value}
 
 
@@ -117,14 +126,18 @@ def _rows_to_columns(instances, names):
     keys = set(instances[0])
     for index, row in enumerate(instances):
         if set(row) != keys:
-            raise ServingError(f"instances[{index}] has inputs {sorted(row)}, but instances[0] has {sorted(keys)}.")
+            raise ServingError(
+                f"instances[{index}] has inputs {sorted(row)}, but instances[0] has {sorted(keys)}."
+            )
     return {key: [row[key] for row in instances] for key in instances[0]}
 
 
 def _jsonable(name, value):
     if isinstance(value, np.ndarray):
         if value.dtype == object:
-            return [_jsonable(name, v) for v in value.tolist()] if value.ndim else _jsonable(name, value.item())
+            return (
+                [_jsonable(name, v) for v in value.tolist()] if value.ndim else _jsonable(name, value.item())
+            )
         return value.tolist()
     if isinstance(value, list):
         return [_jsonable(name, v) for v in value]
@@ -155,4 +168,6 @@ def predict_response(outputs, row_format):
 
 def proto_json(message):
     """A proto as TF Serving's REST API writes it (field names as in the .proto, defaults included)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )

@@ -65,7 +65,8 @@ def check_image_sizes(name, values, limits):
         size = image_size(value) if isinstance(value, bytes) else None
         if size and size[0] * size[1] > limits.max_image_pixels:
             raise ServingError(
-                f"input `{name}`, row {row}: the image is {size[0]} x {size[1]} = {size[0] * size[1]:,} pixels, "
+                f"input `{name}`, row {row}: the image is {size[0]} x {size[1]} = "
+                f"{size[0] * size[1]:,} pixels, "
                 f"more than this server's limit of {limits.max_image_pixels:,} (--max-image-pixels); "
                 "resize it before sending."
             )

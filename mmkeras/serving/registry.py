@@ -58,7 +58,9 @@ def sources_from_config(path):
     for entry in read_models_config(path).model_config_list.config:
         base_path = entry.base_path
         if not os.path.isdir(base_path) and base_path.startswith(CONTAINER_ROOT + "/"):
-            base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base_path[len(CONTAINER_ROOT) + 1 :])
+            base_path = os.path.join(
+                os.path.dirname(os.path.abspath(path)), base_path[len(CONTAINER_ROOT) + 1 :]
+            )
         policy = entry.model_version_policy
         which = policy.WhichOneof("policy_choice")
         sources.append(
@@ -148,7 +150,11 @@ class ModelRegistry:
             self._set_status(source.name, version, State.LOADING)
             try:
                 servable = Servable(
-                    source.name, version, os.path.join(source.base_path, str(version)), self._limits, self._batching
+                    source.name,
+                    version,
+                    os.path.join(source.base_path, str(version)),
+                    self._limits,
+                    self._batching,
                 )
                 warmed = servable.warm_up()
             except Exception as error:  # a broken version is reported, the others keep serving
@@ -177,11 +183,15 @@ class ModelRegistry:
             if label:
                 labels = self._sources[name].labels
                 if label not in labels:
-                    raise not_found(f"model `{name}` has no version labelled `{label}`; labels: {sorted(labels)}.")
+                    raise not_found(
+                        f"model `{name}` has no version labelled `{label}`; labels: {sorted(labels)}."
+                    )
                 version = labels[label]
             if version is None:
                 if not loaded:
-                    raise not_found(f"Servable not found for request: no version of `{name}` is available yet.")
+                    raise not_found(
+                        f"Servable not found for request: no version of `{name}` is available yet."
+                    )
                 return max(loaded)
             return version
 
@@ -191,7 +201,9 @@ class ModelRegistry:
         with self._lock:
             servable = self._loaded.get(name, {}).get(version)
         if servable is None:
-            raise not_found(f"Servable not found for request: model `{name}` version {version} is not loaded.")
+            raise not_found(
+                f"Servable not found for request: model `{name}` version {version} is not loaded."
+            )
         return servable
 
     def status(self, name, version=None, label=None):

@@ -126,8 +126,12 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 def make_rest_server(registry, limits, host, port):
     """A ThreadingHTTPServer bound to host:port (0 picks a free port)."""
     handler = type("BoundRestHandler", (RestHandler,), {"registry": registry, "limits": limits})
-    server_class = type("RestServer", (http.server.ThreadingHTTPServer,), {
-        "daemon_threads": True,
-        "request_queue_size": 128,  # the default backlog of 5 resets connections under load
-    })
+    server_class = type(
+        "RestServer",
+        (http.server.ThreadingHTTPServer,),
+        {
+            "daemon_threads": True,
+            "request_queue_size": 128,  # the default backlog of 5 resets connections under load
+        },
+    )
     return server_class((host, port), handler)

@@ -52,36 +52,53 @@ class Signature:
         self.function = function
         self.inputs = function.structured_input_signature[1]
         self.limits = limits
-        batchable = all(spec.shape.rank and spec.shape[1:].is_fully_defined() for spec in self.inputs.values())
+        batchable = all(
+            spec.shape.rank and spec.shape[1:].is_fully_defined() for spec in self.inputs.values()
+        )
         self.batcher = Batcher(self.run, batching) if batching and batchable else None
 
     def run(self, inputs):
         """Calls the function on checked NumPy inputs; TF errors become 400s."""
         try:
-            outputs = self.function(**{name: tf.constant(value, self.inputs[name].dtype) for name, value in inputs.items()})
+            outputs = self.function(
+                **{name: tf.constant(value, self.inputs[name].dtype) for name, value in inputs.items()}
+            )
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
-            raise ServingError(f"signature `{self.name}` could not run on this request: {_reason(error)}") from None
+            raise ServingError(
+                f"signature `{self.name}` could not run on this request: {_reason(error)}"
+            ) from None
         return {name: value.numpy() for name, value in outputs.items()}
 
     def check(self, inputs):
         """Names, dtypes and shapes against the signature; returns the batch size."""
         unknown = sorted(set(inputs) - set(self.inputs))
         if unknown:
-            raise ServingError(f"unknown input(s) {unknown} for signature `{self.name}`; it takes {sorted(self.inputs)}.")
+            raise ServingError(
+                f"unknown input(s) {unknown} for signature `{self.name}`; it takes {sorted(self.inputs)}."
+            )
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:
-            raise ServingError(f"missing input(s) {missing} for signature `{self.name}`; it takes {sorted(self.inputs)}.")
+            raise ServingError(
+                f"missing input(s) {missing} for signature `{self.name}`; it takes {sorted(self.inputs)}."
+            )
         sizes = set()
         for name, value in inputs.items():
             spec = self.inputs[name]
             if spec.dtype == tf.string:
                 if value.dtype != object:
-                    raise ServingError(f"input `{name}` expects strings ({_describe(spec)}), got {value.dtype}.")
+                    raise ServingError(
+                        f"input `{name}` expects strings ({_describe(spec)}), got {value.dtype}."
+                    )
                 check_image_sizes(name, value.reshape(-1), self.limits)
-            elif not np.can_cast(value.dtype, spec.dtype.as_numpy_dtype, casting="same_kind") or value.dtype == object:
+            elif (
+                not np.can_cast(value.dtype, spec.dtype.as_numpy_dtype, casting="same_kind")
+                or value.dtype == object
+            ):
                 raise ServingError(f"input `{name}` expects {_describe(spec)}, got {value.dtype}.")
             if not spec.shape.is_compatible_with(value.shape):
-                raise ServingError(f"input `{name}` expects shape {_describe(spec)}, got {list(value.shape)}.")
+                raise ServingError(
+                    f"input `{name}` expects shape {_describe(spec)}, got {list(value.shape)}."
+                )
             sizes.add(value.shape[0] if value.ndim else None)
         if 0 in sizes:
             raise ServingError(f"the request has no rows (an empty batch) for signature `{self.name}`.")
@@ -113,7 +130,8 @@ class Servable:
         self.path = path
         self.loaded = tf.saved_model.load(path)
         self.signatures = {
-            key: Signature(key, function, limits, batching) for key, function in self.loaded.signatures.items()
+            key: Signature(key, function, limits, batching)
+            for key, function in self.loaded.signatures.items()
         }
         self.signature_defs = self._signature_defs(path)
 

@@ -34,10 +34,21 @@ class ModelServer:
         model_name: str. Name for a model folder (default: its basename).
     """
 
-    def __init__(self, path, host="127.0.0.1", rest_port=8501, grpc_port=8500, batching=None,
-                 limits=None, poll_seconds=1.0, model_name=None):
+    def __init__(
+        self,
+        path,
+        host="127.0.0.1",
+        rest_port=8501,
+        grpc_port=8500,
+        batching=None,
+        limits=None,
+        poll_seconds=1.0,
+        model_name=None,
+    ):
         self.limits = limits or ServingLimits()
-        self.registry = ModelRegistry(lambda: sources_for(path, model_name), self.limits, batching, poll_seconds)
+        self.registry = ModelRegistry(
+            lambda: sources_for(path, model_name), self.limits, batching, poll_seconds
+        )
         self.host = host
         self._rest_port = rest_port
         self._grpc_port = grpc_port
@@ -55,14 +66,18 @@ class ModelServer:
                     self.registry, self.limits, self.host, self._grpc_port
                 )
             except RuntimeError as error:  # grpc's way of saying the bind failed
-                raise OSError(f"cannot listen for gRPC on {self.host}:{self._grpc_port} ({error}); "
-                              "is another server using it? Pick another --grpc-port.") from None
+                raise OSError(
+                    f"cannot listen for gRPC on {self.host}:{self._grpc_port} ({error}); "
+                    "is another server using it? Pick another --grpc-port."
+                ) from None
         if self._rest_port is not None:
             try:
                 self.rest_server = make_rest_server(self.registry, self.limits, self.host, self._rest_port)
             except OSError as error:
-                raise OSError(f"cannot listen for REST on {self.host}:{self._rest_port} ({error.strerror}); "
-                              "is another server using it? Pick another --rest-port.") from None
+                raise OSError(
+                    f"cannot listen for REST on {self.host}:{self._rest_port} ({error.strerror}); "
+                    "is another server using it? Pick another --rest-port."
+                ) from None
             self.rest_port = self.rest_server.server_address[1]
         self.registry.start()
         if self.grpc_server:

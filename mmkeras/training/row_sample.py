@@ -69,7 +69,10 @@ def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
     text_features = [f.name for f in features if f.modality == "text"]
     waveforms = {
         f.name: np.stack(
-            [preprocessor.features[f.name].decode_one(tf.constant(values[f.name])).numpy() for _, values in rows[:8]]
+            [
+                preprocessor.features[f.name].decode_one(tf.constant(values[f.name])).numpy()
+                for _, values in rows[:8]
+            ]
         )
         for f in features
         if f.modality == "audio"

@@ -41,9 +41,9 @@ from mmkeras.preprocessing.preprocessor import load_preprocessor
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard, TrainingError
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
+from mmkeras.training.row_sample import collect_sample
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
 from mmkeras.training.tensorboard import DataSummaries, write_hparams
-from mmkeras.training.row_sample import collect_sample
 
 logger = logging.getLogger("mmkeras")
 
@@ -91,7 +91,9 @@ def _class_weight(spec, preprocessor):
     unknown = set(map(str, setting)) - set(labels)
     if unknown:
         raise SpecError(f"train.class_weight: unknown label(s) {sorted(unknown)}; labels are {labels}.")
-    return {i: float(setting.get(label, setting.get(_as_number(label), 1.0))) for i, label in enumerate(labels)}
+    return {
+        i: float(setting.get(label, setting.get(_as_number(label), 1.0))) for i, label in enumerate(labels)
+    }
 
 
 def _as_number(label):
@@ -202,10 +204,19 @@ def _train(spec, output_dir, overwrite, verbose):
     multi_worker = is_multi_worker(strategy)
     output_dir = output_dir or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
     chief = is_chief(strategy)
-    paths = prepare_run(spec, output_dir, overwrite) if chief else RunPaths(tempfile.mkdtemp(prefix="mmkeras-worker-"))
+    paths = (
+        prepare_run(spec, output_dir, overwrite)
+        if chief
+        else RunPaths(tempfile.mkdtemp(prefix="mmkeras-worker-"))
+    )
     os.makedirs(os.path.dirname(paths.best), exist_ok=True)
     policy = configure_mixed_precision(spec.train.mixed_precision)
-    logger.info("Strategy %s with %d replica(s), dtype policy %s", type(strategy).__name__, strategy.num_replicas_in_sync, policy)
+    logger.info(
+        "Strategy %s with %d replica(s), dtype policy %s",
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        policy,
+    )
 
     _check_data(spec)
     if os.path.exists(paths.preprocessor):
@@ -225,7 +236,12 @@ def _train(spec, output_dir, overwrite, verbose):
     # The multi-worker loop counts its own steps too.
     repeat = strategy.num_replicas_in_sync > 1 or multi_worker
     train_data = make_distributed_dataset(
-        strategy, spec, "train", preprocessor, training=True, repeat=repeat,
+        strategy,
+        spec,
+        "train",
+        preprocessor,
+        training=True,
+        repeat=repeat,
         class_weight=_class_weight(spec, preprocessor),
     )
     validation_data = _evaluation_data(strategy, spec, "validation", preprocessor) if has_validation else None
@@ -233,7 +249,9 @@ def _train(spec, output_dir, overwrite, verbose):
     monitor = "val_loss" if has_validation else "loss"
     nan_guard = NaNGuard(paths.last, policy)
     backup = (
-        SharedBackupAndRestore(RunPaths(os.path.abspath(output_dir)).backup, writer=chief, delete_checkpoint=True)
+        SharedBackupAndRestore(
+            RunPaths(os.path.abspath(output_dir)).backup, writer=chief, delete_checkpoint=True
+        )
         if multi_worker
         else FiniteBackupAndRestore(paths.backup, delete_checkpoint=True)
     )
@@ -241,7 +259,9 @@ def _train(spec, output_dir, overwrite, verbose):
         backup,
         nan_guard,
         FiniteModelCheckpoint(
-            paths.best, monitor=monitor, save_best_only=True,
+            paths.best,
+            monitor=monitor,
+            save_best_only=True,
             initial_value_threshold=_best_so_far(paths.history, monitor),
         ),
         FiniteModelCheckpoint(paths.last),
@@ -253,7 +273,9 @@ def _train(spec, output_dir, overwrite, verbose):
     ]
     if spec.train.early_stopping_patience:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor=monitor, patience=spec.train.early_stopping_patience, restore_best_weights=True)
+            keras.callbacks.EarlyStopping(
+                monitor=monitor, patience=spec.train.early_stopping_patience, restore_best_weights=True
+            )
         )
     if has_validation and spec.data.target is not None and spec.train.tensorboard_examples:
         sample = collect_sample(spec, preprocessor)
@@ -278,7 +300,9 @@ def _train(spec, output_dir, overwrite, verbose):
     if nan_guard.failure:
         raise TrainingError(nan_guard.failure)
 
-    evaluate = loop.evaluate if multi_worker else lambda data: model.evaluate(data, return_dict=True, verbose=0)
+    evaluate = (
+        loop.evaluate if multi_worker else lambda data: model.evaluate(data, return_dict=True, verbose=0)
+    )
     if has_validation:
         metrics = evaluate(validation_data)
     else:

@@ -71,7 +71,11 @@ class DataSummaries(keras.callbacks.Callback):
         with self.writer.as_default():
             if predicted is not None:
                 matrix = confusion_matrix(true.astype(int), predicted, len(self.labels))
-                _image_summary("confusion_matrix", confusion_matrix_figure(matrix, self.labels, f"Epoch {epoch + 1}"), epoch)
+                _image_summary(
+                    "confusion_matrix",
+                    confusion_matrix_figure(matrix, self.labels, f"Epoch {epoch + 1}"),
+                    epoch,
+                )
                 self._write_worst(predicted, confidence, epoch)
             elif self.target_type == "numeric":
                 _image_summary("predicted_vs_true", scatter_figure(true, predictions.reshape(-1)), epoch)
@@ -105,7 +109,11 @@ class DataSummaries(keras.callbacks.Callback):
         for name, waveforms in self.sample.waveforms.items():
             rate = self.spec.data.features[[f.name for f in self.spec.data.features].index(name)].sample_rate
             tf.summary.audio(
-                f"{name}_clips", waveforms[:3, :, np.newaxis], rate, step=epoch, max_outputs=3,
+                f"{name}_clips",
+                waveforms[:3, :, np.newaxis],
+                rate,
+                step=epoch,
+                max_outputs=3,
                 description=" / ".join(titles[:3]),
             )
 
