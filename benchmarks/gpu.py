@@ -45,8 +45,8 @@ from training import StepTimer, emoji_spec  # noqa: E402
 
 from mmkeras.data import build_preprocessor, make_dataset, make_distributed_dataset  # noqa: E402
 from mmkeras.datasets import build_quickstart  # noqa: E402
-from mmkeras.models import build_model  # noqa: E402
 from mmkeras.spec import Spec  # noqa: E402
+from mmkeras.tasks import build_task  # noqa: E402
 from mmkeras.training.strategy import resolve_strategy  # noqa: E402
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -82,16 +82,22 @@ def reference_spec(folder, smoke, batch_size):
     return emoji_spec(os.path.join(folder, "emoji"), "memory", batch_size=batch_size)
 
 
+def compiled_task(spec, preprocessor):
+    task = build_task(spec, preprocessor)
+    task.compile()
+    return task
+
+
 def samples_per_s(spec, preprocessor, policy, steps, strategy=None):
     """Training samples/s of the spec's model under `policy`, on one device or `strategy`."""
     keras.mixed_precision.set_global_policy(policy)
     try:
         if strategy is None:
-            model = build_model(spec, preprocessor)
+            model = compiled_task(spec, preprocessor)
             data = make_dataset(spec, "train", training=True, preprocessor=preprocessor, repeat=True)
         else:
             with strategy.scope():
-                model = build_model(spec, preprocessor)
+                model = compiled_task(spec, preprocessor)
             data = make_distributed_dataset(strategy, spec, "train", preprocessor, training=True, repeat=True)
         model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)  # trace, fill the cache
         timer = StepTimer(spec.data.batch_size)

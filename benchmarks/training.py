@@ -31,7 +31,7 @@ import numpy as np
 
 from mmkeras.data import build_preprocessor, make_dataset
 from mmkeras.datasets import build_emoji
-from mmkeras.models import build_model
+from mmkeras.tasks import build_task
 
 BATCH = 64
 SEQUENCE = 64
@@ -171,7 +171,8 @@ def main(argv=None):
     files = make_dataset(file_spec, "train", training=True, preprocessor=preprocessor)
     batches = list(cached)  # fills the cache; also the arrays PyTorch trains on
 
-    keras_model = build_model(cached_spec, preprocessor)
+    keras_model = build_task(cached_spec, preprocessor)
+    keras_model.compile()
     inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
     labels = np.concatenate([b[1] for b in batches])
     reference = torch_model(preprocessor.features["name"].vocabulary_size, len(preprocessor.target.labels))

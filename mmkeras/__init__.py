@@ -1,11 +1,22 @@
 """mmkeras: multimodal deep learning with Keras and TensorFlow."""
 
 from mmkeras.data import build_preprocessor, check_spec, make_dataset
-from mmkeras.errors import BadRecordError, SpecError
+from mmkeras.errors import (
+    BadRecordError,
+    DataError,
+    ExportError,
+    MMKerasError,
+    RunFolderError,
+    ServingError,
+    SpecError,
+    TrainingError,
+)
 from mmkeras.evaluation import evaluate_run, predict_run
-from mmkeras.models import build_dual_encoder, build_model
-from mmkeras.preprocessing import Preprocessor, load_preprocessor
+from mmkeras.models import MultimodalBackbone
+from mmkeras.preprocessing import Preprocessor
+from mmkeras.run_folder import Run, RunFolder, load_run
 from mmkeras.spec import Spec
-from mmkeras.training import TrainingError, load_run, train
+from mmkeras.tasks import Classifier, DualEncoder, Regressor, Task, build_task, task_class
+from mmkeras.training import train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,12 +10,14 @@ import tensorflow as tf
 
 from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_emoji
-from mmkeras.errors import SpecError
+from mmkeras.errors import ExportError
+from mmkeras.evaluation import evaluate_run
 from mmkeras.export import check_ops, export_run, versions
 from mmkeras.export.checks import check_listing, saved_model_cli_listing
 from mmkeras.export.server_config import read_batching_parameters, read_models_config
 from mmkeras.export.warmup import read_warmup_requests
-from mmkeras.training import load_run, train
+from mmkeras.run_folder import load_run
+from mmkeras.training import train
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,8 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
     result, base = exported
     assert result.version == 1 and result.path == str(base / "1")
     assert result.max_difference <= 1e-5
-    spec, preprocessor, model = load_run(run_dir)
+    run = load_run(run_dir)
+    spec, preprocessor, model = run.spec, run.task.preprocessor, run.task
     loaded = tf.saved_model.load(result.path)
     assert set(loaded.signatures) == {"serving_default", "preprocessed", "embed"}
     serving = loaded.signatures["serving_default"]
@@ -64,7 +67,7 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
         == listing["embed"]
         == dict.fromkeys(["audio", "caption", "image"], raw_input)
     )
-    with pytest.raises(SpecError, match="signature `serving_default` takes"):
+    with pytest.raises(ExportError, match="signature `serving_default` takes"):
         check_listing(result.path, {"serving_default": {"caption": ("DT_FLOAT", "(-1)")}})
     # A missing modality is an empty string, not an error.
     raw["image"] = tf.constant([b""] * 6)
@@ -97,7 +100,7 @@ def test_versions_are_chosen_never_overwritten_silently_and_published_whole(run_
     try:
         assert export_run(run_dir, base).version == 1
         assert export_run(run_dir, base).version == 2
-        with pytest.raises(SpecError, match="version 2 already exists .* --force"):
+        with pytest.raises(ExportError, match="version 2 already exists .* --force"):
             export_run(run_dir, base, version=2)
         before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns
         assert export_run(run_dir, base, version=2, force=True).version == 2
@@ -122,7 +125,7 @@ def test_warmup_requests_are_real_validation_rows(run_dir, exported):
     requests = read_warmup_requests(result.path)
     sizes = [len(tf.make_ndarray(r.inputs["caption"])) for r in requests]
     assert sizes == [1, 2, 4, 8, 16, 32] and result.warmup_requests == len(requests)
-    spec = load_run(run_dir)[0]
+    spec = load_run(run_dir).spec
     source = open_split(spec, "validation")
     largest = requests[-1]
     assert largest.model_spec.name == "quick" and largest.model_spec.signature_name == "serving_default"
@@ -157,6 +160,13 @@ def test_retrieval_model_exports_both_encoders(data_root, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
     images = tf.constant([source.fetch(i, spec.data.features[1]) for i in range(4)])
     assert loaded.signatures["encode_image"](image=images)["embedding"].shape == (4, 32)
+    # The dual encoder's own evaluation: recall over the test split as one index.
+    report = evaluate_run(run)
+    assert report["rows"] == len(source) and "modality_ablation" not in report
+    for side in ("text_to_image", "image_to_text"):
+        assert 0 <= report[f"{side}@1"] <= report[f"{side}@5"] <= report[f"{side}@10"] <= 1
+    assert report["image_to_text@10"] > 10 / len(source)  # better than chance after one epoch
+    assert open(os.path.join(report["output_dir"], "recall_at_k.png"), "rb").read(4) == b"\x89PNG"
 
 
 def test_op_check_names_python_ops_and_where_they_are(tmp_path):

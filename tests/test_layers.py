@@ -101,6 +101,7 @@ def test_spectrogram_cnn_encoder():
         (ConcatFusion, {}, (2, 9)),
         (ConcatFusion, {"projection_dim": 5}, (2, 15)),
         (TensorFusion, {}, (2, 4 * 5 * 3)),
+        (TensorFusion, {"projection_dim": 2}, (2, 3 * 3 * 3)),
         (LowRankTensorFusion, {"output_dim": 6, "rank": 3}, (2, 6)),
     ],
 )

@@ -68,7 +68,7 @@ def _train(folder, data, model, mixed_precision):
 
 
 def _assert_trained_in(result, policy):
-    model = result.model
+    model = result.task
     assert model.dtype_policy.name == policy or any(
         layer.dtype_policy.name == policy for layer in model.layers
     )
@@ -96,8 +96,8 @@ def test_every_fusion_and_target_type_trains_under_mixed_precision(
     result = _train(str(tmp_path), _data(quickstart_spec, str(tmp_path), target_type), model, precision)
     _assert_trained_in(result, f"mixed_{precision}")
     # float16 needs loss scaling; bfloat16 has float32's range and does not.
-    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "float16")
-    assert result.model.output.dtype == "float32"
+    assert isinstance(result.task.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "float16")
+    assert result.task.output.dtype == "float32"
 
 
 def test_dual_encoder_trains_under_mixed_float16(data_root, tmp_path):
@@ -115,7 +115,7 @@ def test_dual_encoder_trains_under_mixed_float16(data_root, tmp_path):
     spec.train.mixed_precision = "float16"
     result = train(spec, str(tmp_path / "run"), verbose=0)
     _assert_trained_in(result, "mixed_float16")
-    text = result.model.tower(result.model.text_feature).output
+    text = result.task.tower(result.task.text_feature).output
     assert text.dtype == "float32"
 
 

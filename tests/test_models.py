@@ -9,8 +9,9 @@ import tensorflow as tf
 from mmkeras.data import build_preprocessor, make_dataset, open_split
 from mmkeras.datasets import build_emoji
 from mmkeras.errors import SpecError
-from mmkeras.models import FUSED_EMBEDDING, build_dual_encoder, build_model, recall_at_k
+from mmkeras.models import FUSED_EMBEDDING
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
+from mmkeras.tasks import Classifier, DualEncoder, Regressor, build_task, recall_at_k
 from tests.conftest import two_cpu_strategy, write_spec
 
 SMALL_ENCODERS = {
@@ -36,6 +37,12 @@ def _spec_with_model(spec, tmp_path, model, **data_changes):
     return write_spec(tmp_path, data, model=model)
 
 
+def compiled_task(spec, preprocessor):
+    task = build_task(spec, preprocessor)
+    task.compile()
+    return task
+
+
 @pytest.fixture(scope="module")
 def quickstart_preprocessor(quickstart_spec):
     return build_preprocessor(quickstart_spec, progress=False)
@@ -58,12 +65,13 @@ def test_every_fusion_trains_under_mirrored_strategy(
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section, batch_size=8)
     strategy = two_cpu_strategy()
     with strategy.scope():
-        model = build_model(spec, quickstart_preprocessor)
+        model = compiled_task(spec, quickstart_preprocessor)
     dataset = make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor)
     history = model.fit(dataset, epochs=1, steps_per_epoch=4, verbose=0)
     assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
-    names = [layer.name for layer in model.layers]
-    assert {"caption_encoder", "image_encoder", "audio_encoder", FUSED_EMBEDDING, "prediction"} <= set(names)
+    assert isinstance(model, Classifier) and "prediction" in [layer.name for layer in model.layers]
+    names = [layer.name for layer in model.backbone.layers]
+    assert {"caption_encoder", "image_encoder", "audio_encoder", "fusion", FUSED_EMBEDDING} <= set(names)
     probabilities = model.predict(
         make_dataset(spec, "validation", preprocessor=quickstart_preprocessor), verbose=0
     )
@@ -76,7 +84,7 @@ def test_keras_file_round_trip_gives_identical_predictions(
 ):
     model_section = {"encoders": SMALL_ENCODERS, "fusion": {"type": fusion, **FUSIONS[fusion]}}
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
-    model = build_model(spec, quickstart_preprocessor)
+    model = compiled_task(spec, quickstart_preprocessor)
     model.fit(
         make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0
     )
@@ -95,7 +103,7 @@ def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocess
         "fusion": {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.3},
     }
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section)
-    model = build_model(spec, quickstart_preprocessor)
+    model = compiled_task(spec, quickstart_preprocessor)
     model.fit(
         make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor), epochs=1, verbose=0
     )
@@ -148,14 +156,18 @@ def test_heads_for_each_target_type(
     data.update(train="train.csv", test=None, target={"column": "target", "type": target_type})
     spec = write_spec(tmp_path, data, model={"encoders": SMALL_ENCODERS, "head": {"hidden_dims": [8]}})
     preprocessor = build_preprocessor(spec, progress=False)
-    model = build_model(spec, preprocessor)
+    model = compiled_task(spec, preprocessor)
     history = model.fit(
         make_dataset(spec, "train", training=True, preprocessor=preprocessor), epochs=1, verbose=0
     )
     assert metric in history.history and np.isfinite(history.history["loss"][0])
-    assert activation_check(
-        model.predict(make_dataset(spec, "validation", preprocessor=preprocessor), verbose=0)
-    )
+    assert isinstance(model, Regressor if target_type == "numeric" else Classifier)
+    predictions = model.predict(make_dataset(spec, "validation", preprocessor=preprocessor), verbose=0)
+    assert activation_check(predictions)
+    outputs = {"binary": {"probability", "label"}, "multilabel": {"scores"}, "numeric": {"prediction"}}
+    assert set(model.decode(predictions)) == outputs[target_type]
+    columns = model.prediction_columns(predictions)
+    assert len(columns) == len(predictions) and all(columns)
 
 
 @pytest.mark.parametrize(
@@ -175,12 +187,68 @@ def test_model_section_mistakes_are_named(quickstart_spec, tmp_path, model_secti
         _spec_with_model(quickstart_spec, tmp_path, model_section)
 
 
-def test_wrong_encoder_argument_is_named(quickstart_spec, quickstart_preprocessor, tmp_path):
-    spec = _spec_with_model(
-        quickstart_spec, tmp_path, {"encoders": {"caption": {"type": "lstm", "unitz": 4}}}
+@pytest.mark.parametrize(
+    "model_section, message",
+    [
+        (
+            {"encoders": {"caption": {"type": "lstm", "unitz": 4}}},
+            r"model.encoders.caption: LSTMTextEncoder has no argument\(s\) unitz; it takes vocabulary_size, "
+            r"embedding_dim, units",
+        ),
+        (
+            {"fusion": {"type": "gated", "hidden": 4}},
+            r"model.fusion: GatedFusion has no argument\(s\) hidden; it takes hidden_dim",
+        ),
+        # The task sets late fusion's width; the spec cannot.
+        ({"fusion": {"type": "late", "num_outputs": 3}}, r"LateFusion has no argument\(s\) num_outputs"),
+    ],
+)
+def test_wrong_layer_argument_fails_when_the_spec_loads(quickstart_spec, tmp_path, model_section, message):
+    # Before any data is read: the manifest named here does not even exist.
+    data = {**quickstart_spec.to_dict()["data"], "train": "nowhere.csv", "validation": None, "test": None}
+    with pytest.raises(SpecError, match=message):
+        write_spec(tmp_path, data, model=model_section)
+
+
+def test_exploding_tensor_fusion_is_refused_with_the_numbers_and_the_fix(
+    quickstart_spec, quickstart_preprocessor, tmp_path
+):
+    # Default encoders, three modalities: a 4.3 M-wide outer product.
+    spec = _spec_with_model(quickstart_spec, tmp_path, {"fusion": {"type": "tensor"}})
+    with pytest.raises(SpecError, match=r"fused vector is [\d,]+ wide.*projection_dim: 16"):
+        build_task(spec, quickstart_preprocessor)
+    small = _spec_with_model(
+        quickstart_spec,
+        tmp_path,
+        {"fusion": {"type": "tensor", "projection_dim": 8}, "head": {"hidden_dims": [16]}},
     )
-    with pytest.raises(SpecError, match=r"model.encoders.caption: .*unitz"):
-        build_model(spec, quickstart_preprocessor)
+    task = build_task(small, quickstart_preprocessor)
+    assert task.backbone.output.shape[-1] == 9**3
+
+
+def test_task_saves_its_preprocessor_inside_the_keras_file(
+    quickstart_spec, quickstart_preprocessor, tmp_path
+):
+    spec = _spec_with_model(
+        quickstart_spec, tmp_path, {"encoders": SMALL_ENCODERS, "head": {"hidden_dims": [8]}}
+    )
+    task = compiled_task(spec, quickstart_preprocessor)
+    path = str(tmp_path / "task.keras")
+    task.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, Classifier) and loaded.labels == quickstart_preprocessor.target.labels
+    source = open_split(spec, "validation")
+    raw = {f.name: tf.constant([source.fetch(i, f) for i in range(4)]) for f in spec.data.features}
+    # Raw rows in, the same answer out, from the loaded file alone; compiled as saved.
+    np.testing.assert_allclose(
+        loaded.predict(loaded.preprocessor(raw), verbose=0),
+        task.predict(task.preprocessor(raw), verbose=0),
+        atol=1e-6,
+    )
+    assert loaded.loss.__class__ is task.loss.__class__ and loaded.optimizer is not None
+    decoded = loaded.decode(loaded.predict(loaded.preprocessor(raw), verbose=0))
+    assert set(decoded) == {"probabilities", "class_index", "label"}
+    assert all(label.decode() in loaded.labels for label in decoded["label"])
 
 
 def test_recall_at_k_by_hand():
@@ -211,7 +279,8 @@ def emoji_retrieval_spec(data_root, tmp_path_factory):
 def test_dual_encoder_trains_saves_and_encodes(emoji_retrieval_spec, tmp_path):
     spec = emoji_retrieval_spec
     preprocessor = build_preprocessor(spec, progress=False)
-    model = build_dual_encoder(spec, preprocessor)
+    model = compiled_task(spec, preprocessor)
+    assert isinstance(model, DualEncoder)
     train = make_dataset(spec, "train", training=True, preprocessor=preprocessor)
     history = model.fit(train, epochs=2, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -236,8 +305,8 @@ def test_dual_encoder_loss_and_gradients_on_two_replicas_equal_one_device(emoji_
     preprocessor = build_preprocessor(spec, progress=False)
     strategy = two_cpu_strategy()
     with strategy.scope():
-        mirrored = build_dual_encoder(spec, preprocessor)
-    single = build_dual_encoder(spec, preprocessor)
+        mirrored = compiled_task(spec, preprocessor)
+    single = compiled_task(spec, preprocessor)
     single.set_weights(mirrored.get_weights())
     batch = next(iter(make_dataset(spec, "train", preprocessor=preprocessor, batch_size=16)))
 

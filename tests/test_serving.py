@@ -27,11 +27,11 @@ from tensorflow_serving.apis import (
 from mmkeras.data.splits import open_split
 from mmkeras.export import export_run
 from mmkeras.export.server_config import BatchingParameters
+from mmkeras.run_folder import load_run
 from mmkeras.serving import Client, ServingError, ServingLimits
 from mmkeras.serving.batching import Batcher
 from mmkeras.serving.limits import image_size
 from mmkeras.serving.registry import ModelRegistry, ModelSource
-from mmkeras.training import load_run
 
 MAX_REQUEST_BYTES = 2_000_000
 ROWS = 8
@@ -103,7 +103,8 @@ def served(gated_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def rows(gated_run):
     """Real validation rows (raw) and the trained model's answers for them."""
-    spec, preprocessor, model = load_run(gated_run)
+    run = load_run(gated_run)
+    spec, preprocessor, model = run.spec, run.task.preprocessor, run.task
     source = open_split(spec, "validation")
     raw = {f.name: [source.fetch(i, f) for i in range(ROWS)] for f in spec.data.features}
     raw["image"][1] = b""  # a row without its picture, as modality dropout allows

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from mmkeras.data import open_split
-from mmkeras.errors import SpecError
+from mmkeras.errors import DataError, SpecError
 from mmkeras.spec import Spec
 from tests.conftest import write_spec
 
@@ -79,7 +79,7 @@ def test_column_missing_from_manifest_is_named_with_a_suggestion(tmp_path):
 def test_empty_manifest_is_an_error(tmp_path):
     _write_manifest(tmp_path, rows=())
     spec = write_spec(tmp_path, {"train": "train.csv", "features": FEATURES, "target": {"column": "label"}})
-    with pytest.raises(SpecError, match="has no rows"):
+    with pytest.raises(DataError, match="has no rows"):
         open_split(spec, "train")
 
 
@@ -88,7 +88,7 @@ def test_malformed_jsonl_line_is_named(tmp_path):
         '{"caption": "a", "image_path": "a.png", "wav_path": "a.wav", "label": "x"}\n{oops\n'
     )
     spec = write_spec(tmp_path, {"train": "train.jsonl", "features": FEATURES, "target": {"column": "label"}})
-    with pytest.raises(SpecError, match=r"train.jsonl:2: not a JSON object"):
+    with pytest.raises(DataError, match=r"train.jsonl:2: not a JSON object"):
         open_split(spec, "train")
 
 

@@ -64,8 +64,8 @@ _WORKER = textwrap.dedent(
     from mmkeras import Spec
     from mmkeras.training import train
     result = train(Spec.from_yaml(spec_path), run_dir, verbose=0)
-    weights = b"".join(np.asarray(w).tobytes() for w in result.model.weights)
-    print("DIGEST", hashlib.sha256(weights).hexdigest(), len(result.model.weights))
+    weights = b"".join(np.asarray(w).tobytes() for w in result.task.weights)
+    print("DIGEST", hashlib.sha256(weights).hexdigest(), len(result.task.weights))
     """
 )
 

@@ -9,17 +9,17 @@ import concurrent.futures
 import dataclasses
 import itertools
 import json
-import math
 import os
 import re
 
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from mmkeras.data.manifest import TARGET_KEY, BadValue
+from mmkeras.data.manifest import TARGET_KEY
 from mmkeras.data.splits import open_split
+from mmkeras.errors import BadValue
 from mmkeras.preprocessing.preprocessor import feature_preprocessor
-from mmkeras.preprocessing.target import sorted_labels
+from mmkeras.tasks import task_class
 
 CHUNK_ROWS = 256
 
@@ -62,9 +62,9 @@ def _compiled_decoder(layer):
 class _Checker:
     """Checks the values of one split against one spec."""
 
-    def __init__(self, spec, labels):
+    def __init__(self, spec, target_encoder):
         self.spec = spec
-        self.labels = set(labels) if labels is not None else None
+        self.target_encoder = target_encoder
         self.image_decoders = {
             f.name: _compiled_decoder(feature_preprocessor(f, spec))
             for f in spec.data.features
@@ -84,7 +84,7 @@ class _Checker:
                 problems.append((feature.column, reason))
         target = self.spec.data.target
         if target is not None:
-            reason = self._check_target(target, values[TARGET_KEY])
+            reason = self._check_target(values[TARGET_KEY])
             if reason:
                 problems.append((target.column, reason))
         return [BadRecord(key, column, reason) for column, reason in problems]
@@ -124,40 +124,27 @@ class _Checker:
             )
         return None
 
-    def _check_target(self, target, value):
+    def _check_target(self, value):
         if not value.strip():
             return "missing label"
-        if target.type == "numeric":
-            try:
-                number = float(value)
-            except ValueError:
-                return f"target `{value}` is not a number"
-            return None if math.isfinite(number) else f"target `{value}` is not finite"
-        values = [v.strip() for v in value.split(target.sep)] if target.type == "multilabel" else [value]
-        unknown = [v for v in values if v and self.labels is not None and v not in self.labels]
-        if unknown:
-            known = ", ".join(sorted(self.labels)[:20])
-            return f"unknown label `{unknown[0]}` (the training labels are: {known})"
-        return None
+        return self.target_encoder.problem(value)
 
 
-def training_labels(spec):
-    """The label set that other splits' labels must come from, or None."""
+def training_target_encoder(spec):
+    """The task's target encoder, adapted on the training split's raw targets
+    (the labels other splits' labels must come from), or None."""
     target = spec.data.target
-    if target is None or target.type == "numeric":
+    if target is None:
         return None
-    if target.labels is not None:
-        return target.labels
-    values = open_split(spec, "train").column(target.column)
-    if target.type == "multilabel":
-        values = [v.strip() for value in values for v in value.split(target.sep)]
-    return sorted_labels(v for v in values if v.strip())
+    encoder = task_class(target).target_encoder(target)
+    encoder.adapt(open_split(spec, "train").column(target.column))
+    return encoder
 
 
 def check_split(spec, split, checker=None, progress=True):
     """Reads and decodes every row of `split`; returns the list of BadRecords."""
     source = open_split(spec, split)
-    checker = checker or _Checker(spec, training_labels(spec))
+    checker = checker or _Checker(spec, training_target_encoder(spec))
     workers = min(16, 2 * (os.cpu_count() or 1))
     bad = []
     records = source.records()
@@ -185,9 +172,9 @@ def available_splits(spec):
     return splits
 
 
-def check_spec(spec, progress=True):
+def check_spec(spec, progress: bool = True) -> dict:
     """Checks every split the spec names; returns {split: [BadRecord, ...]}."""
-    checker = _Checker(spec, training_labels(spec))
+    checker = _Checker(spec, training_target_encoder(spec))
     return {
         split: check_split(spec, split, checker=checker, progress=progress)
         for split in available_splits(spec)

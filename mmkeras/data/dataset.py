@@ -11,6 +11,7 @@ from mmkeras.data.manifest import TARGET_KEY
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadRecordError
 from mmkeras.preprocessing.preprocessor import Preprocessor
+from mmkeras.tasks import task_class
 
 logger = logging.getLogger("mmkeras")
 
@@ -52,9 +53,11 @@ def bad_rows(spec, split, progress=True):
     return frozenset(record.location for record in records)
 
 
-def build_preprocessor(spec, progress=True):
+def build_preprocessor(spec, progress: bool = True) -> Preprocessor:
     """A preprocessor whose vocabularies and labels are learned on `train`."""
-    preprocessor = Preprocessor.from_spec(spec)
+    target = spec.data.target
+    encoder = task_class(target).target_encoder(target) if target is not None else None
+    preprocessor = Preprocessor.from_spec(spec, target=encoder)
     source = open_split(spec, "train")
     exclude = bad_rows(spec, "train", progress=progress)
     keep = [i for i, key in enumerate(source.keys()) if key not in exclude]
@@ -64,8 +67,8 @@ def build_preprocessor(spec, progress=True):
         if f.modality == "text" and not f.tokenizer
     }
     targets = None
-    if spec.data.target is not None:
-        column = source.column(spec.data.target.column)
+    if target is not None:
+        column = source.column(target.column)
         targets = [column[i] for i in keep]
     preprocessor.adapt(texts=texts, targets=targets)
     return preprocessor
@@ -73,15 +76,15 @@ def build_preprocessor(spec, progress=True):
 
 def make_dataset(
     spec,
-    split,
-    input_context=None,
-    training=False,
-    preprocessor=None,
-    batch_size=None,
-    check=True,
-    repeat=False,
-    class_weight=None,
-):
+    split: str,
+    input_context: tf.distribute.InputContext | None = None,
+    training: bool = False,
+    preprocessor: Preprocessor | None = None,
+    batch_size: int | None = None,
+    check: bool = True,
+    repeat: bool = False,
+    class_weight: dict | None = None,
+) -> tf.data.Dataset:
     """Builds the input pipeline for one split.
 
     Rows are sharded for this input pipeline, shuffled (seeded) while they are

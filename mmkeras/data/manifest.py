@@ -9,14 +9,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.errors import SpecError
+from mmkeras.errors import BadValue, DataError, SpecError
 
 TARGET_KEY = "__target__"
 FILE_MODALITIES = ("image", "audio")
-
-
-class BadValue(ValueError):
-    """One value of one row cannot be used; the message is the reason."""
 
 
 def _read_csv(path):
@@ -42,12 +38,12 @@ def _read_jsonl(path):
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as error:
-                raise SpecError(
+                raise DataError(
                     f"{path}:{number}: not a JSON object ({error.msg}). "
                     "Each line of a .jsonl manifest must be one JSON object."
                 ) from None
             if not isinstance(row, dict):
-                raise SpecError(f"{path}:{number}: expected a JSON object per line.")
+                raise DataError(f"{path}:{number}: expected a JSON object per line.")
             header.update(dict.fromkeys(row))
             rows.append(row)
             lines.append(number)
@@ -132,7 +128,7 @@ def read_manifest(path, spec):
                 f"Its columns are: {', '.join(map(str, header)) or '(none)'}."
             )
     if not rows:
-        raise SpecError(f"{path} has no rows; a manifest needs at least one example.")
+        raise DataError(f"{path} has no rows; a manifest needs at least one example.")
     folder = os.path.dirname(os.path.abspath(path))
     file_columns = tuple(f.column for f in data.features if f.modality in FILE_MODALITIES)
     columns = {}

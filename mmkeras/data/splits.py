@@ -3,6 +3,7 @@
 from mmkeras.data.manifest import ManifestSource, read_manifest, split_indices
 from mmkeras.data.tfrecord import TFRecordSource
 from mmkeras.errors import SpecError
+from mmkeras.tasks import task_class
 
 SPLITS = ("train", "validation", "test")
 
@@ -42,7 +43,7 @@ def open_split(spec, split):
             "data.validation_split: TFRecords cannot be split; write the "
             "validation rows to their own files and set `data.validation`."
         )
-    stratify = data.target is not None and data.target.is_classification
+    stratify = data.target is not None and task_class(data.target).stratifies_splits
     labels = train.column(data.target.column) if data.target else [""] * len(train)
     kept, held_out = split_indices(labels, data.validation_split, data.seed, stratify)
     rows = kept if split == "train" else held_out

@@ -10,8 +10,8 @@ import os
 
 import tensorflow as tf
 
-from mmkeras.data.manifest import TARGET_KEY, BadValue
-from mmkeras.errors import SpecError
+from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.errors import BadValue, SpecError
 
 KEY = "__key__"
 

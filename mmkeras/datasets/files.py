@@ -6,7 +6,7 @@ import wave
 
 import numpy as np
 
-from mmkeras.errors import SpecError
+from mmkeras.errors import DataError
 
 DATA_ENV = "MMKERAS_DATA"
 
@@ -15,12 +15,12 @@ def data_root(data_root=None):
     """The folder with the real datasets: `data_root`, else $MMKERAS_DATA."""
     root = data_root or os.environ.get(DATA_ENV)
     if not root:
-        raise SpecError(
+        raise DataError(
             f"no data folder given: pass `data_root=` or set {DATA_ENV} to the "
             "folder holding fsdd/, mnist/ and emoji/."
         )
     if not os.path.isdir(root):
-        raise SpecError(f"{DATA_ENV}={root} is not a folder.")
+        raise DataError(f"{DATA_ENV}={root} is not a folder.")
     return os.path.abspath(root)
 
 

@@ -4,50 +4,17 @@ import csv
 import dataclasses
 import os
 
-import numpy as np
-
-from mmkeras.data.dataset import bad_records
+from mmkeras.data.dataset import bad_records, make_dataset
 from mmkeras.data.manifest import read_rows
-from mmkeras.training.row_sample import collect_sample
-from mmkeras.training.run import load_run
+from mmkeras.data.splits import open_split
+from mmkeras.run_folder import load_run
 
-ALL_ROWS = 10**9
-
-
-def _prediction_columns(target, labels, prediction, preprocessor):
-    if target.type == "categorical":
-        best = int(np.argmax(prediction))
-        columns = {"predicted_label": labels[best], "probability": f"{prediction[best]:.6f}"}
-        columns.update({f"probability_{label}": f"{p:.6f}" for label, p in zip(labels, prediction)})
-        return columns
-    if target.type == "binary":
-        positive = float(prediction[0])
-        best = labels[1] if positive >= 0.5 else labels[0]
-        return {"predicted_label": best, "probability": f"{max(positive, 1 - positive):.6f}"}
-    if target.type == "multilabel":
-        chosen = [label for label, p in zip(labels, prediction) if p >= 0.5]
-        columns = {"predicted_labels": target.sep.join(chosen)}
-        columns.update({f"probability_{label}": f"{p:.6f}" for label, p in zip(labels, prediction)})
-        return columns
-    return {"prediction": f"{float(preprocessor.target.decode(prediction)[0]):.6f}"}
+BATCH_SIZE = 256
 
 
-def predict_run(run_dir, data, output=None):
-    """Writes the input rows with prediction columns added; returns the output path.
-
-    A row that cannot be read (missing file, undecodable image, ...) gets an
-    `error` column naming the column and reason instead of a prediction;
-    the other rows are predicted as usual. The target column is not needed.
-
-    Args:
-        run_dir: str. A folder written by `mmkeras train`.
-        data: str. A CSV or JSONL manifest with the feature columns.
-        output: str or None. Defaults to `<data>.predictions.csv` beside it.
-    """
-    spec, preprocessor, model = load_run(run_dir)
-    target = spec.data.target
-    data = os.path.abspath(data)
-    rows_spec = dataclasses.replace(
+def _manifest_spec(spec, data):
+    """The run's spec reading `data` as its only split, without a target, skipping bad rows."""
+    return dataclasses.replace(
         spec,
         data=dataclasses.replace(
             spec.data,
@@ -59,25 +26,44 @@ def predict_run(run_dir, data, output=None):
             on_bad_record="skip",
         ),
     )
+
+
+def predict_run(run_dir: str, data: str, output: str | None = None) -> str:
+    """Writes the input rows with prediction columns added; returns the output path.
+
+    The rows stream through `make_dataset` in batches (memory does not grow
+    with the manifest's images or audio) and keep their order. A row that
+    cannot be read (missing file, undecodable image, ...) gets an `error`
+    column naming the column and reason instead of a prediction; the other
+    rows are predicted as usual. The target column is not needed.
+
+    Args:
+        run_dir: str. A folder written by `mmkeras train`.
+        data: str. A CSV or JSONL manifest with the feature columns.
+        output: str or None. Defaults to `<data>.predictions.csv` beside it.
+    """
+    run = load_run(run_dir)
+    data = os.path.abspath(data)
+    spec = _manifest_spec(run.spec, data)
     problems = {}
-    # The same cached check collect_sample consults: every row decoded once.
-    for record in bad_records(rows_spec, "train", progress=False):
+    # The same cached check make_dataset consults: every row decoded once.
+    for record in bad_records(spec, "train", progress=False):
         problems.setdefault(record.location, f"{record.column}: {record.reason}")
-    sample = collect_sample(rows_spec, preprocessor, split="train", max_rows=ALL_ROWS)
-    predictions = (
-        dict(zip(sample.keys, model.predict(sample.inputs, batch_size=256, verbose=0))) if len(sample) else {}
-    )
-    labels = preprocessor.target.labels if target.is_classification else None
+    good_keys = [key for key in open_split(spec, "train").keys() if key not in problems]
+    predicted = {}
+    if good_keys:
+        dataset = make_dataset(spec, "train", preprocessor=run.task.preprocessor, batch_size=BATCH_SIZE)
+        keys = iter(good_keys)
+        for inputs in dataset:
+            for columns in run.task.prediction_columns(run.task.predict_on_batch(inputs)):
+                predicted[next(keys)] = columns
 
     header, rows, lines = read_rows(data)
     output = output or os.path.splitext(data)[0] + ".predictions.csv"
     written = []
     for row, line in zip(rows, lines):
         key = f"{data}:{line}"
-        extra = {"error": problems.get(key, "")}
-        if key in predictions:
-            extra.update(_prediction_columns(target, labels, predictions[key], preprocessor))
-        written.append({**{k: v for k, v in row.items()}, **extra})
+        written.append({**row, "error": problems.get(key, ""), **predicted.get(key, {})})
     columns = list(header) + [c for c in dict.fromkeys(k for r in written for k in r) if c not in header]
     with open(output, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")

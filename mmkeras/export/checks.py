@@ -6,7 +6,6 @@ Text) but not mmkeras, as TF Serving would see the SavedModel.
 """
 
 import base64
-import dataclasses
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import tempfile
 import numpy as np
 from tensorflow.core.protobuf import saved_model_pb2
 
-from mmkeras.errors import SpecError
+from mmkeras.errors import ExportError
 
 # Registered in core TensorFlow, but they call back into Python: TF Serving
 # cannot run them.
@@ -97,23 +96,6 @@ print("mmkeras" in sys.modules)
 """
 
 
-@dataclasses.dataclass
-class ParityCase:
-    """One signature call the fresh process must reproduce.
-
-    Args:
-        signature: str. The signature to call.
-        raw: dict. Input name to a list of raw values (str or bytes).
-        output: str. The signature output to compare.
-        expected: np.ndarray. The in-memory model's value of that output.
-    """
-
-    signature: str
-    raw: dict
-    output: str
-    expected: np.ndarray
-
-
 def _b64(value):
     return base64.b64encode(value.encode("utf-8") if isinstance(value, str) else value).decode()
 
@@ -121,7 +103,7 @@ def _b64(value):
 def check_parity(saved_model_dir, cases, tolerance=1e-5):
     """Serves each case's rows from the SavedModel in a fresh process; compares.
 
-    Returns the largest absolute difference; raises SpecError above
+    Returns the largest absolute difference; raises ExportError above
     `tolerance`, naming the signature and output that differ.
     """
     with tempfile.TemporaryDirectory() as folder:
@@ -145,18 +127,18 @@ def check_parity(saved_model_dir, cases, tolerance=1e-5):
             text=True,
         )
         if result.returncode != 0:
-            raise SpecError(
+            raise ExportError(
                 f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}"
             )
         if result.stdout.strip().splitlines()[-1] != "False":
-            raise SpecError("the parity check's fresh process imported mmkeras")
+            raise ExportError("the parity check's fresh process imported mmkeras")
         served = np.load(out_file)
         largest = 0.0
         for i, case in enumerate(cases):
             values = served[str(i)]
             difference = float(np.max(np.abs(values - np.asarray(case.expected).reshape(values.shape))))
             if difference > tolerance:
-                raise SpecError(
+                raise ExportError(
                     f"the exported model's `{case.signature}` output `{case.output}` differs from the "
                     f"trained model's by up to {difference:.2e} (allowed {tolerance:.0e}); "
                     "the export was not published."
@@ -181,7 +163,7 @@ def saved_model_cli_listing(saved_model_dir):
         text=True,
     )
     if result.returncode != 0:
-        raise SpecError(f"saved_model_cli show failed on {saved_model_dir}:\n{result.stderr[-2000:]}")
+        raise ExportError(f"saved_model_cli show failed on {saved_model_dir}:\n{result.stderr[-2000:]}")
     listing, signature, name, in_inputs = {}, None, None, False
     for line in result.stdout.splitlines():
         if match := re.match(r"signature_def\['(.+)'\]:", line.strip()):
@@ -216,7 +198,7 @@ def check_listing(saved_model_dir, expected):
         elif listing[signature] != inputs:
             problems.append(f"signature `{signature}` takes {listing[signature]}, expected {inputs}")
     if problems:
-        raise SpecError(
+        raise ExportError(
             "saved_model_cli show disagrees with the documented signatures:\n  " + "\n  ".join(problems)
         )
     return listing

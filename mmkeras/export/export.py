@@ -5,22 +5,15 @@ import dataclasses
 import os
 import shutil
 
-from mmkeras.errors import SpecError
-from mmkeras.export.checks import ParityCase, check_listing, check_ops, check_parity
+from mmkeras.data.sample import collect_sample
+from mmkeras.errors import ExportError
+from mmkeras.export.checks import check_listing, check_ops, check_parity
 from mmkeras.export.publish import next_version, publish, staging_dir
-from mmkeras.export.saved_model import build_export_archive, retrieval_towers
 from mmkeras.export.server_config import BatchingParameters, default_label, record_version
 from mmkeras.export.warmup import write_warmup_requests
-from mmkeras.training.row_sample import collect_sample
-from mmkeras.training.run import load_run
+from mmkeras.run_folder import load_run
 
 PARITY_ROWS = 32
-OUTPUT_FOR_PARITY = {
-    "categorical": "probabilities",
-    "binary": "probability",
-    "multilabel": "scores",
-    "numeric": "prediction",
-}
 RAW_INPUT = ("DT_STRING", "(-1)")
 
 
@@ -36,62 +29,33 @@ class ExportResult:
     warmup_requests: int
 
 
-def _sample(spec, preprocessor):
+def _parity_cases(spec, task):
+    """What the fresh process must reproduce: the task's outputs on real rows."""
     split = "validation" if (spec.data.validation or spec.data.validation_split) else "train"
-    return collect_sample(spec, preprocessor, split=split, max_rows=PARITY_ROWS)
+    sample = collect_sample(spec, task.preprocessor, split=split, max_rows=PARITY_ROWS)
+    return task.parity_cases(sample)
 
 
-def _parity_cases(spec, preprocessor, model, sample):
-    """What the fresh process must reproduce: each raw-input signature on real rows."""
-    if spec.data.target is None:
-        return [
-            ParityCase(
-                signature,
-                {feature: sample.raw[feature]},
-                "embedding",
-                tower.predict(sample.inputs[feature], verbose=0),
-            )
-            for signature, (feature, tower) in retrieval_towers(model).items()
-        ]
-    prediction = model.predict(sample.inputs, verbose=0)
-    target = spec.data.target
-    if target.type in ("binary", "numeric"):
-        prediction = prediction[:, 0]
-    if target.type == "numeric":
-        prediction = prediction * preprocessor.target.std + preprocessor.target.mean
-    return [ParityCase("serving_default", sample.raw, OUTPUT_FOR_PARITY[target.type], prediction)]
-
-
-def _documented_inputs(spec, model):
-    """The raw-input signatures and the inputs `saved_model_cli` must list for them."""
-    if spec.data.target is None:
-        towers = retrieval_towers(model)
-        listing = {signature: {feature: RAW_INPUT} for signature, (feature, _) in towers.items()}
-        listing["serving_default"] = listing["encode_text"]
-        return listing
-    raw = {f.name: RAW_INPUT for f in spec.data.features}
-    return {"serving_default": raw, "embed": raw}
-
-
-def export_run(run_dir, base_dir, version=None, force=False, label=None):
+def export_run(
+    run_dir: str, base_dir: str, version: int | None = None, force: bool = False, label: str | None = None
+) -> ExportResult:
     """Exports a finished run as `base_dir/<version>/`, checked, published atomically.
 
-    The SavedModel and its warmup requests are written to a staging folder;
-    its ops are checked against what TF Serving links, a fresh process
-    serves real validation rows from it and must match the trained model to
-    1e-5, `saved_model_cli` must list the documented signatures, and only
-    then is it renamed into place and recorded in the models.config beside
-    `base_dir` under `label` (default: `stable` first, then `canary`). A
-    failed check publishes nothing.
+    The SavedModel (the Task's serving signatures) and its warmup requests
+    are written to a staging folder; its ops are checked against what TF
+    Serving links, a fresh process serves real validation rows from it and
+    must match the trained model to 1e-5, `saved_model_cli` must list the
+    documented signatures, and only then is it renamed into place and
+    recorded in the models.config beside `base_dir` under `label` (default:
+    `stable` first, then `canary`). A failed check publishes nothing.
     """
-    spec, preprocessor, model = load_run(run_dir)
+    run = load_run(run_dir)
     version = next_version(base_dir, version, force)
     label = label or default_label(base_dir)
     staged = staging_dir(base_dir, version)
     try:
-        build_export_archive(spec, preprocessor, model).write_out(staged, verbose=False)
-        sample = _sample(spec, preprocessor)
-        cases = _parity_cases(spec, preprocessor, model, sample)
+        run.task.export_archive().write_out(staged, verbose=False)
+        cases = _parity_cases(run.spec, run.task)
         warmup = write_warmup_requests(
             staged,
             os.path.basename(os.path.abspath(base_dir)),
@@ -99,17 +63,21 @@ def export_run(run_dir, base_dir, version=None, force=False, label=None):
             cases[0].raw,
             BatchingParameters().max_batch_size,
         )
+        listing = {
+            signature: dict.fromkeys(features, RAW_INPUT)
+            for signature, features in run.task.documented_inputs().items()
+        }
         # Each check is a fresh process; running them side by side halves the wait.
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             ops = pool.submit(check_ops, staged)
             parity = pool.submit(check_parity, staged, cases)
-            listing = pool.submit(check_listing, staged, _documented_inputs(spec, model))
+            listed = pool.submit(check_listing, staged, listing)
             if offenders := ops.result():
-                raise SpecError(
+                raise ExportError(
                     "the SavedModel uses ops TF Serving does not have:\n  " + "\n  ".join(offenders)
                 )
             difference = parity.result()
-            listing.result()
+            listed.result()
         path = publish(staged, base_dir, version)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

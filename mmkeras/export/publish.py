@@ -8,7 +8,7 @@ server polling `BASE` sees a version folder only once it is complete.
 import os
 import shutil
 
-from mmkeras.errors import SpecError
+from mmkeras.errors import ExportError
 
 
 def versions(base_dir):
@@ -25,7 +25,7 @@ def next_version(base_dir, version=None, force=False):
     if version is None:
         return (existing[-1] + 1) if existing else 1
     if version in existing and not force:
-        raise SpecError(
+        raise ExportError(
             f"version {version} already exists in {base_dir}; pass --force to replace it, "
             "or leave --version out to publish the next one."
         )

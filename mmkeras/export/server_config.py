@@ -17,10 +17,11 @@ import dataclasses
 import os
 import re
 
+import grpc
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from mmkeras.errors import SpecError
+from mmkeras.errors import ServingError
 
 MODELS_CONFIG = "models.config"
 BATCHING_PARAMETERS = "batching_parameters.txt"
@@ -54,7 +55,10 @@ class BatchingParameters:
         values = {}
         for name, value in re.findall(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}", text):
             if name not in names:
-                raise SpecError(f"{source}: unknown batching parameter `{name}`; known: {sorted(names)}.")
+                raise ServingError(
+                    f"{source}: unknown batching parameter `{name}`; known: {sorted(names)}.",
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                )
             values[name] = int(value)
         return cls(**values)
 
@@ -71,7 +75,9 @@ def read_models_config(path):
         try:
             text_format.Parse(f.read(), config)
         except text_format.ParseError as error:
-            raise SpecError(f"{path}: not a ModelServerConfig text proto: {error}") from error
+            raise ServingError(
+                f"{path}: not a ModelServerConfig text proto: {error}", grpc.StatusCode.FAILED_PRECONDITION
+            ) from error
     return config
 
 

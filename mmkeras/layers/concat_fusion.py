@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from mmkeras.layers.fusion import Fusion
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class ConcatFusion(keras.layers.Layer):
+class ConcatFusion(Fusion):
     """Concatenates the modalities' vectors, optionally projected to one width.
 
     Args:

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from mmkeras.layers.fusion import Fusion
 from mmkeras.layers.pooling import MaskedMeanPooling
 
 
@@ -67,7 +68,7 @@ class CrossModalBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class CrossModalAttentionFusion(keras.layers.Layer):
+class CrossModalAttentionFusion(Fusion):
     """Each modality's sequence attends to every other modality's sequence.
 
     For each ordered pair (target, source), `num_layers` cross-modal blocks
@@ -86,6 +87,9 @@ class CrossModalAttentionFusion(keras.layers.Layer):
         intermediate_dim: int or None. Feed-forward width; 2 x hidden_dim.
         dropout_rate: float. Dropout inside the blocks.
     """
+
+    reads_sequences = True
+    takes_modality_mask = True
 
     def __init__(
         self, hidden_dim=64, num_heads=4, num_layers=1, intermediate_dim=None, dropout_rate=0.0, **kwargs

@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from mmkeras.layers.fusion import Fusion
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class GatedFusion(keras.layers.Layer):
+class GatedFusion(Fusion):
     """GMU: each modality proposes `tanh(W_m x_m)`; gates decide the mix.
 
     The gates come from all modalities together, one per modality and hidden
@@ -18,6 +20,8 @@ class GatedFusion(keras.layers.Layer):
     Args:
         hidden_dim: int. Width of the fused vector.
     """
+
+    takes_modality_mask = True
 
     def __init__(self, hidden_dim=128, **kwargs):
         super().__init__(**kwargs)

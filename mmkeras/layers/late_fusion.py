@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from mmkeras.layers.fusion import Fusion
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class LateFusion(keras.layers.Layer):
+class LateFusion(Fusion):
     """A small head per modality; their logits are averaged or weighted.
 
     Returns logits (before the task's activation). Missing modalities (0 in
@@ -17,6 +19,9 @@ class LateFusion(keras.layers.Layer):
         combine: str. "mean", or "learned": softmax weights over modalities.
         dropout_rate: float. Dropout after each hidden layer.
     """
+
+    takes_modality_mask = True
+    fuses_decisions = True
 
     def __init__(self, num_outputs, hidden_dims=(), combine="mean", dropout_rate=0.0, **kwargs):
         super().__init__(**kwargs)

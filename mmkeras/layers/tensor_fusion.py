@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mmkeras.layers.fusion import Fusion
+
 
 def _with_one(x):
     """Appends a constant 1, so the product keeps every unimodal term."""
@@ -10,15 +12,37 @@ def _with_one(x):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TensorFusion(keras.layers.Layer):
+class TensorFusion(Fusion):
     """The flattened outer product of `[h_m; 1]` over the modalities.
 
     Output width is the product of `(d_m + 1)`: it holds every unimodal,
-    bimodal and trimodal interaction. Keep the inputs small (an encoder
-    projection of 16-32) with three modalities.
+    bimodal and trimodal interaction. That product grows fast (three
+    256-wide encodings give 16.9 M values per row), so, as in the paper,
+    each modality is first projected to a small vector.
+
+    Args:
+        projection_dim: int or None. Project each modality to this width
+            (Dense + ReLU) before the product; None multiplies the encodings
+            as they are.
     """
 
+    def __init__(self, projection_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.projection_dim = projection_dim
+        self.projections = []
+
+    def build(self, input_shapes):
+        if self.projection_dim:
+            self.projections = [
+                keras.layers.Dense(self.projection_dim, activation="relu", name=f"projection_{i}")
+                for i in range(len(input_shapes))
+            ]
+            for projection, shape in zip(self.projections, input_shapes):
+                projection.build(shape)
+
     def call(self, inputs):
+        if self.projections:
+            inputs = [projection(x) for projection, x in zip(self.projections, inputs)]
         product = _with_one(inputs[0])
         for x in inputs[1:]:
             product = ops.einsum("bi,bj->bij", product, _with_one(x))
@@ -28,12 +52,17 @@ class TensorFusion(keras.layers.Layer):
     def compute_output_shape(self, input_shapes):
         width = 1
         for shape in input_shapes:
-            width *= shape[-1] + 1
+            width *= (self.projection_dim or shape[-1]) + 1
         return (input_shapes[0][0], width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"projection_dim": self.projection_dim})
+        return config
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class LowRankTensorFusion(keras.layers.Layer):
+class LowRankTensorFusion(Fusion):
     """The tensor-fusion layer's weight as a sum of `rank` products of factors.
 
     `output = sum_r w_r * prod_m ([h_m; 1] @ W_m[r]) + b`, which equals a

@@ -2,6 +2,5 @@
 
 from mmkeras.preprocessing.audio import AudioPreprocessor
 from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
-from mmkeras.preprocessing.preprocessor import Preprocessor, load_preprocessor
-from mmkeras.preprocessing.target import TargetEncoder
+from mmkeras.preprocessing.preprocessor import Preprocessor
 from mmkeras.preprocessing.text import TextPreprocessor

@@ -1,15 +1,11 @@
 """The composite preprocessor: a raw row (strings, bytes) to model inputs."""
 
-import json
-import os
-
 import keras
 import tensorflow as tf
 
 from mmkeras.preprocessing.audio import AudioPreprocessor
 from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
-from mmkeras.preprocessing.target import TargetEncoder
 from mmkeras.preprocessing.text import TextPreprocessor
 
 MODALITY_MASK = "modality_mask"
@@ -59,7 +55,8 @@ class Preprocessor(PreprocessingLayer):
 
     Args:
         features: dict. Feature name to its preprocessing layer.
-        target: TargetEncoder or None. Encodes the raw target.
+        target: layer or None. Encodes the raw target (the Task's
+            `target_encoder`), with `adapt` and `problem`.
         augmenters: dict. Image feature name to its `ImageAugmenter`,
             applied to training batches only (see `augment`).
 
@@ -77,7 +74,15 @@ class Preprocessor(PreprocessingLayer):
         self.augmenters = dict(augmenters or {})
 
     @classmethod
-    def from_spec(cls, spec):
+    def from_spec(cls, spec, target=None):
+        """A preprocessor for the spec's features, not adapted yet.
+
+        Args:
+            spec: Spec. Its `data.features` give one layer each; image
+                features with `augment:` get an augmenter.
+            target: layer or None. Encodes the raw target: the Task's
+                `target_encoder` for the spec's target.
+        """
         data = spec.data
         features = {f.name: feature_preprocessor(f, spec) for f in data.features}
         augmenters = {
@@ -93,14 +98,6 @@ class Preprocessor(PreprocessingLayer):
             for f in data.features
             if f.modality == "image" and f.augment is not None and f.augment.enabled
         }
-        target = None
-        if data.target is not None:
-            target = TargetEncoder(
-                type=data.target.type,
-                labels=data.target.labels,
-                sep=data.target.sep,
-                name="target",
-            )
         return cls(features, target=target, augmenters=augmenters, name="preprocessor")
 
     def adapt(self, texts=None, targets=None):
@@ -171,15 +168,3 @@ class Preprocessor(PreprocessingLayer):
             name: keras.layers.deserialize(layer) for name, layer in config.get("augmenters", {}).items()
         }
         return cls(**config)
-
-    def save(self, path):
-        """Writes the preprocessor, vocabularies included, as one JSON file."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(keras.saving.serialize_keras_object(self), f)
-
-
-def load_preprocessor(path):
-    """Loads a preprocessor written by `Preprocessor.save`."""
-    with open(path, encoding="utf-8") as f:
-        return keras.saving.deserialize_keras_object(json.load(f), safe_mode=True)

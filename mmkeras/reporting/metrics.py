@@ -51,33 +51,38 @@ def precision_recall_curve(true, scores):
     return recall, precision, average_precision
 
 
-def classification_report(true, probabilities, labels, target_type):
-    """The metrics `mmkeras evaluate` writes for a classification target."""
-    probabilities = np.asarray(probabilities)
-    if target_type == "binary":
-        positive = probabilities.reshape(-1)
-        predicted = (positive >= 0.5).astype(int)
-        true = np.asarray(true).reshape(-1).astype(int)
-    else:
-        predicted = probabilities.argmax(axis=1)
+def classification_report(true, predicted, labels):
+    """Accuracy, per-class scores, macro F1 and the confusion matrix.
+
+    Args:
+        true: array of class indices.
+        predicted: array of predicted class indices.
+        labels: list. The class names, by index.
+    """
+    true = np.asarray(true).astype(int)
+    predicted = np.asarray(predicted).astype(int)
     matrix = confusion_matrix(true, predicted, len(labels))
     report = {
-        "accuracy": float((np.asarray(true) == predicted).mean()),
+        "accuracy": float((true == predicted).mean()),
         "per_class": per_class_scores(matrix, labels),
         "confusion_matrix": matrix.tolist(),
         "labels": list(labels),
         "rows": int(len(predicted)),
     }
     report["macro_f1"] = float(np.mean([s["f1"] for s in report["per_class"].values()]))
-    if target_type == "binary":
-        report["roc_auc"] = roc_curve(true, positive)[2]
-        report["average_precision"] = precision_recall_curve(true, positive)[2]
     return report
 
 
-def multilabel_report(true, probabilities, labels, threshold=0.5):
+def multilabel_report(true, predicted, labels):
+    """Micro precision, recall and F1, exact match and per-label scores.
+
+    Args:
+        true: multi-hot array `[rows, labels]`.
+        predicted: multi-hot array of the predicted labels.
+        labels: list. The label names, by column.
+    """
     true = np.asarray(true).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    predicted = np.asarray(predicted).astype(int)
     per_label = {}
     for index, label in enumerate(labels):
         matrix = confusion_matrix(true[:, index], predicted[:, index], 2)
@@ -96,6 +101,7 @@ def multilabel_report(true, probabilities, labels, threshold=0.5):
 
 
 def regression_report(true, predicted):
+    """Mean absolute and root mean squared error, in the target's units."""
     error = np.asarray(predicted).reshape(-1) - np.asarray(true).reshape(-1)
     return {
         "mae": float(np.abs(error).mean()),

@@ -2,6 +2,8 @@
 
 import grpc
 
+from mmkeras.errors import ServingError
+
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -13,17 +15,9 @@ HTTP_STATUS = {
 }
 
 
-class ServingError(Exception):
-    """A request the server answers with an error instead of a prediction."""
-
-    def __init__(self, message, code=grpc.StatusCode.INVALID_ARGUMENT):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-    @property
-    def http_status(self):
-        return HTTP_STATUS.get(self.code, 500)
+def http_status(error):
+    """The HTTP status TF Serving's REST API answers `error` with."""
+    return HTTP_STATUS.get(error.code, 500)
 
 
 def not_found(message):

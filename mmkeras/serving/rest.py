@@ -16,7 +16,7 @@ import re
 
 import grpc
 
-from mmkeras.serving.errors import ServingError, not_found
+from mmkeras.serving.errors import ServingError, http_status, not_found
 from mmkeras.serving.json_codec import parse_predict_request, predict_response, proto_json
 
 log = logging.getLogger("mmkeras.serving")
@@ -72,7 +72,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             name, version, label, verb = _route(method, self.path)
             self._send(200, self._answer(method, name, version, label, verb, body))
         except ServingError as error:
-            self._send(error.http_status, {"error": error.message})
+            self._send(http_status(error), {"error": error.message})
         except Exception as error:  # a bug must cost one request, never the server
             log.exception("internal error on %s %s", method, self.path)
             self._send(500, {"error": f"internal server error: {error}"})

@@ -5,10 +5,6 @@ import math
 import keras
 
 
-class TrainingError(RuntimeError):
-    """Training stopped on a problem; the message says what and what was kept."""
-
-
 class NaNGuard(keras.callbacks.Callback):
     """Stops at the first NaN or infinite loss and says which checkpoint is good.
 

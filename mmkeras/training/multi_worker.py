@@ -13,7 +13,8 @@ TensorBoard).
 import keras
 import tensorflow as tf
 
-from mmkeras.training.callbacks import FiniteBackupAndRestore, TrainingError
+from mmkeras.errors import TrainingError
+from mmkeras.training.callbacks import FiniteBackupAndRestore
 from mmkeras.training.tensorboard import DataSummaries
 
 

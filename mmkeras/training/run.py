@@ -1,25 +1,8 @@
-"""`mmkeras.train`: a spec to a run folder with a trained model.
-
-The run folder holds everything needed to evaluate, predict, resume or
-export:
-
-```
-RUN/
-  spec.yaml            the spec as used (absolute paths)
-  preprocessor.json    vocabularies and labels
-  model.keras          the final model
-  checkpoints/best.keras, checkpoints/last.keras
-  backup/              BackupAndRestore state: a killed run resumes from here
-  history.csv          one row per finished epoch
-  metrics.json         validation metrics of the final model
-  logs/                TensorBoard
-```
-"""
+"""`mmkeras.train`: a spec to a run folder (see `mmkeras.run_folder`) with a trained Task."""
 
 import collections
 import csv
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -32,43 +15,19 @@ import numpy as np
 
 from mmkeras.data.check import available_splits
 from mmkeras.data.dataset import bad_rows, build_preprocessor, make_dataset, make_distributed_dataset
+from mmkeras.data.sample import collect_sample
 from mmkeras.data.splits import open_split
-from mmkeras.errors import SpecError
-from mmkeras.models.builder import build_model
-from mmkeras.models.dual_encoder import build_dual_encoder
-from mmkeras.models.heads import compile_for_target
-from mmkeras.preprocessing.preprocessor import load_preprocessor
-from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard, TrainingError
+from mmkeras.errors import SpecError, TrainingError
+from mmkeras.run_folder import RunFolder, load_task
+from mmkeras.spec import Spec
+from mmkeras.tasks import build_task
+from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
-from mmkeras.training.row_sample import collect_sample
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
 from mmkeras.training.tensorboard import DataSummaries, write_hparams
 
 logger = logging.getLogger("mmkeras")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPaths:
-    """Where each part of a run lives."""
-
-    root: str
-
-    def __getattr__(self, name):
-        layout = {
-            "spec": "spec.yaml",
-            "preprocessor": "preprocessor.json",
-            "model": "model.keras",
-            "best": os.path.join("checkpoints", "best.keras"),
-            "last": os.path.join("checkpoints", "last.keras"),
-            "backup": "backup",
-            "history": "history.csv",
-            "metrics": "metrics.json",
-            "logs": "logs",
-        }
-        if name not in layout:
-            raise AttributeError(name)
-        return os.path.join(self.root, layout[name])
 
 
 def _class_weight(spec, preprocessor):
@@ -77,8 +36,6 @@ def _class_weight(spec, preprocessor):
     if setting is None:
         return None
     target = spec.data.target
-    if target is None or target.type not in ("categorical", "binary"):
-        raise SpecError("train.class_weight: only categorical and binary targets take class weights.")
     labels = preprocessor.target.labels
     if setting == "auto":
         source = open_split(spec, "train")
@@ -136,40 +93,25 @@ def _evaluation_data(strategy, spec, split, preprocessor):
     return make_dataset(spec, split, preprocessor=preprocessor)
 
 
-def prepare_run(spec, output_dir, overwrite=False):
-    """Creates (or reopens, to resume) the run folder; returns its paths."""
-    paths = RunPaths(os.path.abspath(output_dir))
-    if os.path.exists(paths.metrics):
-        if not overwrite:
-            raise SpecError(
-                f"{paths.root} holds a finished run; pass a new --output-dir, or --overwrite to replace it."
-            )
-        shutil.rmtree(paths.root)
-    os.makedirs(os.path.dirname(paths.best), exist_ok=True)
-    return paths
-
-
-def build_run_model(spec, preprocessor, optimizer):
-    if spec.data.target is None:
-        model = build_dual_encoder(spec, preprocessor, compile=False)
-        model.compile(optimizer=optimizer)
-        return model
-    model = build_model(spec, preprocessor, compile=False)
-    target = spec.data.target
-    num_labels = len(preprocessor.target.labels) if target.is_classification else 1
-    return compile_for_target(model, target.type, num_labels, optimizer)
+def _preprocessor(spec, folder):
+    """A resumed run's own preprocessor (inside its last checkpoint), else a new one."""
+    if os.path.exists(folder.last):
+        return load_task(folder.last).preprocessor
+    return build_preprocessor(spec)
 
 
 @dataclasses.dataclass
 class RunResult:
-    """What `train` returns: where the run is, its final metrics, the model."""
+    """What `train` returns: where the run is, its final metrics, the trained Task."""
 
     run_dir: str
     metrics: dict
-    model: keras.Model
+    task: keras.Model
 
 
-def train(spec, output_dir=None, overwrite=False, verbose=1):
+def train(
+    spec: Spec, output_dir: str | None = None, overwrite: bool = False, verbose: int = 1
+) -> "RunResult":
     """Trains the spec's model and writes the run folder.
 
     Args:
@@ -204,12 +146,13 @@ def _train(spec, output_dir, overwrite, verbose):
     multi_worker = is_multi_worker(strategy)
     output_dir = output_dir or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
     chief = is_chief(strategy)
-    paths = (
-        prepare_run(spec, output_dir, overwrite)
+    shared = RunFolder(output_dir)
+    # Workers other than the chief write their checkpoints to a scratch folder.
+    folder = (
+        shared.prepare(overwrite)
         if chief
-        else RunPaths(tempfile.mkdtemp(prefix="mmkeras-worker-"))
+        else RunFolder(tempfile.mkdtemp(prefix="mmkeras-worker-")).prepare()
     )
-    os.makedirs(os.path.dirname(paths.best), exist_ok=True)
     policy = configure_mixed_precision(spec.train.mixed_precision)
     logger.info(
         "Strategy %s with %d replica(s), dtype policy %s",
@@ -219,17 +162,14 @@ def _train(spec, output_dir, overwrite, verbose):
     )
 
     _check_data(spec)
-    if os.path.exists(paths.preprocessor):
-        preprocessor = load_preprocessor(paths.preprocessor)  # resuming: the same vocabularies
-    else:
-        preprocessor = build_preprocessor(spec)
-        preprocessor.save(paths.preprocessor)
-    spec.to_yaml(paths.spec, absolute_paths=True)
+    preprocessor = _preprocessor(spec, shared)  # resuming: the same vocabularies
+    spec.to_yaml(folder.spec, absolute_paths=True)
 
     has_validation = "validation" in available_splits(spec)
     steps_per_epoch = _steps_per_epoch(spec)
     with strategy.scope():
-        model = build_run_model(spec, preprocessor, build_optimizer(spec.train, steps_per_epoch))
+        task = build_task(spec, preprocessor)
+        task.compile(optimizer=build_optimizer(spec.train, steps_per_epoch))
     # Keras reads a distributed dataset's length per replica (with two replicas,
     # twice the steps there are), so with several replicas the data repeats and
     # fit is told the epoch's length.
@@ -247,27 +187,25 @@ def _train(spec, output_dir, overwrite, verbose):
     validation_data = _evaluation_data(strategy, spec, "validation", preprocessor) if has_validation else None
 
     monitor = "val_loss" if has_validation else "loss"
-    nan_guard = NaNGuard(paths.last, policy)
+    nan_guard = NaNGuard(folder.last, policy)
     backup = (
-        SharedBackupAndRestore(
-            RunPaths(os.path.abspath(output_dir)).backup, writer=chief, delete_checkpoint=True
-        )
+        SharedBackupAndRestore(shared.backup, writer=chief, delete_checkpoint=True)
         if multi_worker
-        else FiniteBackupAndRestore(paths.backup, delete_checkpoint=True)
+        else FiniteBackupAndRestore(folder.backup, delete_checkpoint=True)
     )
     callbacks = [
         backup,
         nan_guard,
         FiniteModelCheckpoint(
-            paths.best,
+            folder.best,
             monitor=monitor,
             save_best_only=True,
-            initial_value_threshold=_best_so_far(paths.history, monitor),
+            initial_value_threshold=_best_so_far(folder.history, monitor),
         ),
-        FiniteModelCheckpoint(paths.last),
-        keras.callbacks.CSVLogger(paths.history, append=True),
+        FiniteModelCheckpoint(folder.last),
+        keras.callbacks.CSVLogger(folder.history, append=True),
         keras.callbacks.TensorBoard(
-            paths.logs,
+            folder.logs,
             profile_batch=tuple(spec.train.profile_batches) if spec.train.profile_batches else 0,
         ),
     ]
@@ -277,18 +215,17 @@ def _train(spec, output_dir, overwrite, verbose):
                 monitor=monitor, patience=spec.train.early_stopping_patience, restore_best_weights=True
             )
         )
-    if has_validation and spec.data.target is not None and spec.train.tensorboard_examples:
+    if has_validation and task.shows_examples and spec.train.tensorboard_examples:
         sample = collect_sample(spec, preprocessor)
-        labels = preprocessor.target.labels if spec.data.target.is_classification else None
-        callbacks.append(DataSummaries(paths.logs, sample, spec, labels, spec.train.tensorboard_examples))
+        callbacks.append(DataSummaries(folder.logs, sample, spec, spec.train.tensorboard_examples))
 
     started = time.time()
     if multi_worker:
         one_replica_batch = make_dataset(spec, "train", preprocessor=preprocessor, check=False).element_spec
-        loop = MultiWorkerLoop(model, strategy, one_replica_batch)
+        loop = MultiWorkerLoop(task, strategy, one_replica_batch)
         loop.fit(train_data, spec.train.epochs, steps_per_epoch, callbacks, validation_data, verbose=verbose)
     else:
-        model.fit(
+        task.fit(
             train_data,
             validation_data=validation_data,
             epochs=spec.train.epochs,
@@ -301,7 +238,7 @@ def _train(spec, output_dir, overwrite, verbose):
         raise TrainingError(nan_guard.failure)
 
     evaluate = (
-        loop.evaluate if multi_worker else lambda data: model.evaluate(data, return_dict=True, verbose=0)
+        loop.evaluate if multi_worker else lambda data: task.evaluate(data, return_dict=True, verbose=0)
     )
     if has_validation:
         metrics = evaluate(validation_data)
@@ -310,25 +247,12 @@ def _train(spec, output_dir, overwrite, verbose):
     metrics = {name: float(value) for name, value in metrics.items()}
     metrics["train_seconds"] = round(time.time() - started, 1)
     if chief:
-        model.save(paths.model)
-        write_hparams(paths.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
-        with open(paths.metrics, "w") as f:
-            json.dump(metrics, f, indent=2)
+        task.save(folder.model)
+        write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        folder.write_metrics(metrics)
     else:
-        shutil.rmtree(paths.root, ignore_errors=True)
-    return RunResult(paths.root, metrics, model)
-
-
-def load_run(run_dir):
-    """The spec, preprocessor and model of a finished run folder."""
-    from mmkeras.spec import Spec
-
-    paths = RunPaths(os.path.abspath(run_dir))
-    for required in (paths.spec, paths.preprocessor, paths.model):
-        if not os.path.exists(required):
-            raise SpecError(f"{run_dir} is not a finished run: {os.path.basename(required)} is missing.")
-    spec = Spec.from_yaml(paths.spec)
-    return spec, load_preprocessor(paths.preprocessor), keras.saving.load_model(paths.model, safe_mode=True)
+        shutil.rmtree(folder.root, ignore_errors=True)
+    return RunResult(folder.root, metrics, task)
 
 
 def summarize(metrics):

@@ -16,9 +16,7 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
 
-from mmkeras.models.builder import FUSED_EMBEDDING
-from mmkeras.reporting.metrics import confusion_matrix
-from mmkeras.reporting.plots import confusion_matrix_figure, examples_figure, scatter_figure, sprite_image
+from mmkeras.reporting.plots import examples_figure, sprite_image
 
 EXAMPLES_DIR = "examples"
 SPRITE_SIZE = 32
@@ -31,23 +29,25 @@ def _image_summary(name, png, step):
 class DataSummaries(keras.callbacks.Callback):
     """Writes the per-epoch pictures and, at the end, the projector.
 
+    What depends on the kind of problem (a confusion matrix or a scatter,
+    the worst mistakes, each row's "true vs predicted" line) comes from the
+    Task's `epoch_summaries`; this callback adds the example grid, audio
+    clips and the projector, which are the same for every task.
+
     Args:
         log_dir: str. The run's TensorBoard folder.
         sample: RowSample. The rows to show.
-        spec: Spec. Names the features and the target.
-        labels: list or None. Class names of a classification target.
+        spec: Spec. Names the features.
         num_examples: int. Rows in the example grid.
     """
 
-    def __init__(self, log_dir, sample, spec, labels, num_examples=16):
+    def __init__(self, log_dir, sample, spec, num_examples=16):
         super().__init__()
         self.log_dir = log_dir
         self.sample = sample
         self.spec = spec
-        self.labels = labels
         self.num_examples = min(num_examples, len(sample))
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, EXAMPLES_DIR))
-        self.target_type = spec.data.target.type if spec.data.target else None
 
     def _picture_feature(self):
         for modality in ("image", "audio"):
@@ -56,46 +56,20 @@ class DataSummaries(keras.callbacks.Callback):
                     return feature.name
         return None
 
-    def _predicted_labels(self, predictions):
-        if self.target_type == "categorical":
-            return predictions.argmax(axis=1), predictions.max(axis=1)
-        if self.target_type == "binary":
-            positive = predictions.reshape(-1)
-            return (positive >= 0.5).astype(int), np.where(positive >= 0.5, positive, 1 - positive)
-        return None, None
-
     def on_epoch_end(self, epoch, logs=None):
         predictions = np.asarray(self.model.predict(self.sample.inputs, batch_size=256, verbose=0))
-        predicted, confidence = self._predicted_labels(predictions)
-        true = self.sample.targets
+        summaries = self.model.epoch_summaries(self.sample, predictions)
         with self.writer.as_default():
-            if predicted is not None:
-                matrix = confusion_matrix(true.astype(int), predicted, len(self.labels))
-                _image_summary(
-                    "confusion_matrix",
-                    confusion_matrix_figure(matrix, self.labels, f"Epoch {epoch + 1}"),
-                    epoch,
-                )
-                self._write_worst(predicted, confidence, epoch)
-            elif self.target_type == "numeric":
-                _image_summary("predicted_vs_true", scatter_figure(true, predictions.reshape(-1)), epoch)
-            self._write_examples(predictions, predicted, confidence, epoch)
+            for name, png in summaries.images.items():
+                _image_summary(name, png, epoch)
+            for name, table in summaries.tables.items():
+                tf.summary.text(name, table, step=epoch)
+            self._write_examples(summaries.titles[: self.num_examples], epoch)
         self.writer.flush()
 
-    def _title(self, index, predictions, predicted, confidence):
-        true_text = self.sample.raw_targets[index]
-        if predicted is None:
-            value = predictions[index]
-            shown = ", ".join(f"{v:.2f}" for v in np.ravel(value)[:4])
-            return f"true {true_text} | pred {shown}"
-        guess = self.labels[predicted[index]]
-        mark = "✓" if guess == true_text else "✗"
-        return f"{mark} true {true_text} | pred {guess} ({confidence[index]:.2f})"
-
-    def _write_examples(self, predictions, predicted, confidence, epoch):
+    def _write_examples(self, titles, epoch):
         feature = self._picture_feature()
-        count = self.num_examples
-        titles = [self._title(i, predictions, predicted, confidence) for i in range(count)]
+        count = len(titles)
         captions = None
         text_features = list(self.sample.texts)
         if text_features:
@@ -106,39 +80,25 @@ class DataSummaries(keras.callbacks.Callback):
         else:
             rows = [f"| {t} | {c} |" for t, c in zip(titles, captions or [""] * count)]
             tf.summary.text("examples", "\n".join(["| prediction | text |", "|---|---|", *rows]), step=epoch)
+        rates = {f.name: f.sample_rate for f in self.spec.data.features if f.modality == "audio"}
         for name, waveforms in self.sample.waveforms.items():
-            rate = self.spec.data.features[[f.name for f in self.spec.data.features].index(name)].sample_rate
             tf.summary.audio(
                 f"{name}_clips",
                 waveforms[:3, :, np.newaxis],
-                rate,
+                rates[name],
                 step=epoch,
                 max_outputs=3,
                 description=" / ".join(titles[:3]),
             )
 
-    def _write_worst(self, predicted, confidence, epoch, count=10):
-        wrong = np.flatnonzero(predicted != self.sample.targets.astype(int))
-        worst = wrong[np.argsort(-confidence[wrong])][:count]
-        lines = ["| row | true | predicted | confidence |", "|---|---|---|---|"]
-        for index in worst:
-            lines.append(
-                f"| {self.sample.keys[index]} | {self.sample.raw_targets[index]} | "
-                f"{self.labels[predicted[index]]} | {confidence[index]:.3f} |"
-            )
-        if not len(worst):
-            lines.append("| (none misclassified) | | | |")
-        tf.summary.text("worst_misclassified", "\n".join(lines), step=epoch)
-
     def on_train_end(self, logs=None):
-        write_projector(self.log_dir, self.model, self.sample, self._picture_feature())
+        write_projector(self.log_dir, self.model.backbone, self.sample, self._picture_feature())
 
 
-def write_projector(log_dir, model, sample, picture_feature, max_rows=1000):
+def write_projector(log_dir, backbone, sample, picture_feature, max_rows=1000):
     """The fused embedding of the sample rows, for TensorBoard's projector."""
-    embed = keras.Model(model.input, model.get_layer(FUSED_EMBEDDING).output)
     inputs = {name: value[:max_rows] for name, value in sample.inputs.items()}
-    embeddings = np.asarray(embed.predict(inputs, batch_size=256, verbose=0))
+    embeddings = np.asarray(backbone.predict(inputs, batch_size=256, verbose=0))
     count = len(embeddings)
     text = next(iter(sample.texts.values()), None)
     with open(os.path.join(log_dir, "metadata.tsv"), "w", encoding="utf-8") as f:

@@ -8,6 +8,9 @@ import tensorflow as tf
 from keras import ops
 
 from mmkeras.errors import SpecError
+from mmkeras.models.builder import build_encoder
+from mmkeras.reporting import plots
+from mmkeras.tasks.task import Evaluation, ParityCase, Task, raw_signature, register_task
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -101,14 +104,19 @@ class ContrastiveSimilarity(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="mmkeras")
-class DualEncoder(keras.Model):
+@register_task(None)
+class DualEncoder(Task):
     """Two towers projected into one normalised space, trained contrastively.
 
     Its output for a batch of pairs is the `[batch, batch]` matrix of scaled
     similarities; the loss is the symmetric cross-entropy that asks each text
     to pick its own image among the batch and each image its own text.
     `encode_text` and `encode_image` map inputs to unit vectors for an index.
+    Built for a spec with one text and one image feature and no target.
+
+    Serving signatures: `encode_text` (also `serving_default`, the query
+    side) and `encode_image`, each taking its one raw feature and returning
+    the unit-length `embedding`.
 
     Args:
         text_encoder: keras.Model. A text encoder from `mmkeras.layers`.
@@ -117,6 +125,7 @@ class DualEncoder(keras.Model):
         image_feature: str. Name of the image input.
         projection_dim: int. Width of the shared space.
         initial_temperature: float. Starting temperature of the softmax.
+        preprocessor: Preprocessor. Raw rows to the two inputs.
     """
 
     def __init__(
@@ -127,6 +136,7 @@ class DualEncoder(keras.Model):
         image_feature="image",
         projection_dim=128,
         initial_temperature=0.07,
+        preprocessor=None,
         **kwargs,
     ):
         text_input = keras.Input(
@@ -145,7 +155,10 @@ class DualEncoder(keras.Model):
             [text_embedding, image_embedding]
         )
         super().__init__(
-            inputs={text_feature: text_input, image_feature: image_input}, outputs=similarity, **kwargs
+            inputs={text_feature: text_input, image_feature: image_input},
+            outputs=similarity,
+            preprocessor=preprocessor,
+            **kwargs,
         )
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
@@ -190,23 +203,107 @@ class DualEncoder(keras.Model):
         """Unit vectors for a batch of preprocessed images (a NumPy array)."""
         return self.tower(self.image_feature).predict(images, batch_size=batch_size, verbose=0)
 
-    def get_config(self):
+    @classmethod
+    def from_spec(cls, spec, preprocessor):
+        texts = [f for f in spec.data.features if f.modality == "text"]
+        images = [f for f in spec.data.features if f.modality == "image"]
+        if len(texts) != 1 or len(images) != 1 or len(spec.data.features) != 2:
+            raise SpecError("data.features: a retrieval model needs exactly one text and one image feature.")
+        return cls(
+            build_encoder(texts[0], spec, preprocessor),
+            build_encoder(images[0], spec, preprocessor),
+            text_feature=texts[0].name,
+            image_feature=images[0].name,
+            projection_dim=spec.model.projection_dim,
+            preprocessor=preprocessor,
+            name="dual_encoder",
+        )
+
+    def default_loss(self):
+        return None  # compute_loss is the contrastive loss
+
+    def towers(self):
+        """{signature name: (feature, tower model)}."""
         return {
-            "name": self.name,
-            "text_encoder": keras.layers.serialize(self.text_encoder),
-            "image_encoder": keras.layers.serialize(self.image_encoder),
-            "text_feature": self.text_feature,
-            "image_feature": self.image_feature,
-            "projection_dim": self.projection_dim,
-            "initial_temperature": self.initial_temperature,
+            "encode_text": (self.text_feature, self.tower(self.text_feature)),
+            "encode_image": (self.image_feature, self.tower(self.image_feature)),
         }
+
+    def export_archive(self):
+        archive = keras.export.ExportArchive()
+        archive.track(self.preprocessor)
+        for signature, (feature, tower) in self.towers().items():
+            archive.track(tower)
+            encode = _encoder_endpoint(self.preprocessor, feature, tower)
+            archive.add_endpoint(signature, encode, input_signature=raw_signature([feature]))
+            if signature == "encode_text":
+                archive.add_endpoint("serving_default", encode, input_signature=raw_signature([feature]))
+        return archive
+
+    def documented_inputs(self):
+        listing = {signature: [feature] for signature, (feature, _) in self.towers().items()}
+        listing["serving_default"] = listing["encode_text"]
+        return listing
+
+    def parity_cases(self, sample):
+        return [
+            ParityCase(
+                signature,
+                {feature: sample.raw[feature]},
+                "embedding",
+                tower.predict(sample.inputs[feature], verbose=0),
+            )
+            for signature, (feature, tower) in self.towers().items()
+        ]
+
+    def prediction_columns(self, predictions):
+        raise SpecError(
+            "predict: a retrieval model scores pairs, not rows; embed texts and images with "
+            "`encode_text` / `encode_image` (or the exported signatures of the same names)."
+        )
+
+    def evaluate_dataset(self, dataset):
+        """Recall@1/5/10 both ways over the whole split as one index."""
+        towers = self.towers()
+        embeddings = {feature: [] for feature, _ in towers.values()}
+        for inputs in dataset:
+            for feature, tower in towers.values():
+                embeddings[feature].append(tower.predict_on_batch(inputs[feature]))
+        report = recall_at_k(
+            np.concatenate(embeddings[self.text_feature]), np.concatenate(embeddings[self.image_feature])
+        )
+        report["rows"] = int(sum(len(batch) for batch in embeddings[self.text_feature]))
+        recalls = {name: value for name, value in report.items() if "@" in name}
+        figure = plots.bar_figure(recalls, "Recall at k over the split", "recall")
+        return Evaluation(report, {"recall_at_k.png": figure})
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "text_encoder": keras.layers.serialize(self.text_encoder),
+                "image_encoder": keras.layers.serialize(self.image_encoder),
+                "text_feature": self.text_feature,
+                "image_feature": self.image_feature,
+                "projection_dim": self.projection_dim,
+                "initial_temperature": self.initial_temperature,
+            }
+        )
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["text_encoder"] = keras.layers.deserialize(config["text_encoder"])
         config["image_encoder"] = keras.layers.deserialize(config["image_encoder"])
-        return cls(**config)
+        return super().from_config(config)
+
+
+def _encoder_endpoint(preprocessor, feature, tower):
+    def encode(raw):
+        return {"embedding": tower(preprocessor.features[feature](raw[feature]), training=False)}
+
+    return encode
 
 
 def recall_at_k(text_embeddings, image_embeddings, ks=(1, 5, 10)):
@@ -225,24 +322,3 @@ def recall_at_k(text_embeddings, image_embeddings, ks=(1, 5, 10)):
         results[f"text_to_image@{k}"] = float(np.mean(text_rank < k))
         results[f"image_to_text@{k}"] = float(np.mean(image_rank < k))
     return results
-
-
-def build_dual_encoder(spec, preprocessor, compile=True, optimizer="adam"):
-    """A DualEncoder for a spec with one text and one image feature, no target."""
-    from mmkeras.models.builder import build_encoder
-
-    texts = [f for f in spec.data.features if f.modality == "text"]
-    images = [f for f in spec.data.features if f.modality == "image"]
-    if len(texts) != 1 or len(images) != 1 or len(spec.data.features) != 2:
-        raise SpecError("data.features: a retrieval model needs exactly one text and one image feature.")
-    model = DualEncoder(
-        build_encoder(texts[0], spec, preprocessor),
-        build_encoder(images[0], spec, preprocessor),
-        text_feature=texts[0].name,
-        image_feature=images[0].name,
-        projection_dim=spec.model.projection_dim,
-        name="dual_encoder",
-    )
-    if compile:
-        model.compile(optimizer=optimizer)
-    return model

@@ -1,0 +1,79 @@
+"""The multimodal backbone: one encoder per feature and a fusion layer."""
+
+import keras
+
+from mmkeras.layers import ModalityDropout
+from mmkeras.preprocessing.preprocessor import MODALITY_MASK
+
+FUSED_EMBEDDING = "fused_embedding"
+
+
+def _encoder_input(encoder):
+    """(input key, symbolic input) of an encoder, which takes exactly one."""
+    ((key, tensor),) = encoder.input.items()
+    return key, tensor
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class MultimodalBackbone(keras.Model):
+    """Preprocessed inputs to one fused vector (KerasHub's Backbone role).
+
+    Inputs: one per feature, named after it and shaped as its encoder reads
+    it, plus `modality_mask` `[batch, num_features]`. Each encoder
+    (`{feature}_encoder`) encodes its feature; `ModalityDropout` zeroes the
+    missing (and in training, randomly dropped) modalities; the fusion layer
+    joins them. The output is the fused vector, from the layer named
+    `fused_embedding`: what a Task puts its head on.
+
+    Args:
+        encoders: dict. Feature name to its encoder (`mmkeras.layers`), in
+            feature order.
+        fusion: Fusion. A fusion layer from `mmkeras.layers`.
+        modality_dropout: float. Probability of dropping a whole modality in
+            training.
+    """
+
+    def __init__(self, encoders, fusion, modality_dropout=0.0, **kwargs):
+        inputs = {}
+        for name, encoder in encoders.items():
+            _, tensor = _encoder_input(encoder)
+            inputs[name] = keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+        inputs[MODALITY_MASK] = keras.Input(shape=(len(encoders),), name=MODALITY_MASK)
+        encoded = [encoder({_encoder_input(encoder)[0]: inputs[name]}) for name, encoder in encoders.items()]
+        dropout = ModalityDropout(modality_dropout, name="modality_dropout")
+        if fusion.reads_sequences:
+            sequences, mask = dropout([e["sequence"] for e in encoded], inputs[MODALITY_MASK])
+            fused = fusion(sequences, [e["sequence_mask"] for e in encoded], modality_mask=mask)
+        else:
+            pooled, mask = dropout([e["pooled"] for e in encoded], inputs[MODALITY_MASK])
+            fused = fusion(pooled, modality_mask=mask) if fusion.takes_modality_mask else fusion(pooled)
+        fused = keras.layers.Identity(name=FUSED_EMBEDDING)(fused)
+        super().__init__(inputs=inputs, outputs=fused, **kwargs)
+        self.encoders = dict(encoders)
+        self.fusion = fusion
+        self.modality_dropout = modality_dropout
+
+    @property
+    def feature_names(self):
+        return list(self.encoders)
+
+    @property
+    def fuses_decisions(self):
+        """True when the fused vector is already the task's logits (late fusion)."""
+        return self.fusion.fuses_decisions
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "encoders": {name: keras.layers.serialize(encoder) for name, encoder in self.encoders.items()},
+            "fusion": keras.layers.serialize(self.fusion),
+            "modality_dropout": self.modality_dropout,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoders"] = {name: keras.layers.deserialize(e) for name, e in config["encoders"].items()}
+        config["fusion"] = keras.layers.deserialize(config["fusion"])
+        return cls(**config)

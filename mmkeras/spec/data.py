@@ -1,0 +1,309 @@
+"""The `data:` section: manifests, features, the target and how to read them."""
+
+import dataclasses
+
+from mmkeras.spec.fields import from_mapping, positive_number, require
+
+MODALITIES = ("text", "image", "audio")
+TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric")
+BAD_RECORD_POLICIES = ("error", "skip")
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+@dataclasses.dataclass
+class ImageAugmentation:
+    """Train-time image augmentation; never applied at evaluation or serving.
+
+    Args:
+        flip: str or None. "horizontal", "vertical" or "horizontal_and_vertical".
+        rotation: float. Maximum rotation as a fraction of a full turn.
+        zoom: float. Maximum zoom in or out as a fraction of the image size.
+        contrast: float. Maximum contrast change factor.
+    """
+
+    flip: str | None = None
+    rotation: float = 0.0
+    zoom: float = 0.0
+    contrast: float = 0.0
+    where: str = dataclasses.field(default="augment", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            self.flip is None or self.flip in FLIP_MODES,
+            self.where,
+            f"`flip` must be one of {', '.join(FLIP_MODES)} (or left out), got {self.flip!r}.",
+        )
+        for name in ("rotation", "zoom", "contrast"):
+            value = getattr(self, name)
+            require(
+                isinstance(value, (int, float)) and 0 <= value < 1,
+                self.where,
+                f"`{name}` must be a fraction in [0, 1), got {value!r}.",
+            )
+
+    @property
+    def enabled(self):
+        return bool(self.flip or self.rotation or self.zoom or self.contrast)
+
+
+@dataclasses.dataclass
+class TextFeature:
+    """A text column.
+
+    Args:
+        name: str. The feature's name; the model input of the same name.
+        column: str. The manifest column holding the text. Defaults to `name`.
+        max_tokens: int. Vocabulary size when the vocabulary is learned.
+        sequence_length: int. Token ids are padded or truncated to this length.
+        standardize: str or None. `TextVectorization` standardization.
+        tokenizer: str or None. A local KerasHub preset folder (for example a
+            Hugging Face BERT checkpoint folder) whose tokenizer replaces the
+            learned vocabulary. Relative paths resolve against the spec's folder.
+    """
+
+    name: str
+    column: str | None = None
+    max_tokens: int = 20000
+    sequence_length: int = 64
+    standardize: str | None = "lower_and_strip_punctuation"
+    tokenizer: str | None = None
+    where: str = dataclasses.field(default="feature", repr=False, compare=False)
+    modality: str = dataclasses.field(default="text", init=False)
+
+    def __post_init__(self):
+        self.column = self.column or self.name
+        positive_number(self.max_tokens, self.where, "max_tokens")
+        positive_number(self.sequence_length, self.where, "sequence_length")
+
+
+@dataclasses.dataclass
+class ImageFeature:
+    """An image column holding file paths (JPEG, PNG, GIF or BMP).
+
+    Args:
+        name: str. The feature's name; the model input of the same name.
+        column: str. The manifest column holding image paths. Defaults to `name`.
+        size: (int, int). Output height and width.
+        channels: int. 1 (grayscale), 3 (RGB) or 4 (RGBA).
+        keep_aspect_ratio: bool. Resize to fit and pad instead of stretching.
+        value_range: (float, float). Pixel values are scaled into this range.
+        augment: ImageAugmentation or None. Train-time augmentation.
+    """
+
+    name: str
+    column: str | None = None
+    size: tuple = (128, 128)
+    channels: int = 3
+    keep_aspect_ratio: bool = False
+    value_range: tuple = (0.0, 1.0)
+    augment: ImageAugmentation | None = None
+    where: str = dataclasses.field(default="feature", repr=False, compare=False)
+    modality: str = dataclasses.field(default="image", init=False)
+
+    def __post_init__(self):
+        self.column = self.column or self.name
+        require(
+            isinstance(self.size, (list, tuple))
+            and len(self.size) == 2
+            and all(isinstance(v, int) and v > 0 for v in self.size),
+            self.where,
+            f"`size` must be [height, width] in pixels, got {self.size!r}.",
+        )
+        self.size = tuple(self.size)
+        require(
+            self.channels in (1, 3, 4),
+            self.where,
+            f"`channels` must be 1, 3 or 4, got {self.channels!r}.",
+        )
+        require(
+            isinstance(self.value_range, (list, tuple))
+            and len(self.value_range) == 2
+            and self.value_range[0] < self.value_range[1],
+            self.where,
+            f"`value_range` must be [low, high] with low < high, got {self.value_range!r}.",
+        )
+        self.value_range = tuple(float(v) for v in self.value_range)
+        if isinstance(self.augment, dict):
+            self.augment = from_mapping(ImageAugmentation, self.augment, f"{self.where}.augment")
+
+
+@dataclasses.dataclass
+class AudioFeature:
+    """An audio column holding paths to 16-bit PCM WAV files.
+
+    Args:
+        name: str. The feature's name; the model input of the same name.
+        column: str. The manifest column holding WAV paths. Defaults to `name`.
+        sample_rate: int. The sample rate every file must have.
+        duration_s: float. Clips are cropped or zero-padded to this length.
+        frame_length_ms: float. STFT window length.
+        frame_step_ms: float. STFT hop.
+        num_mel_bins: int. Mel bands in the log-mel spectrogram.
+        min_hz: float. Lowest mel band edge.
+        max_hz: float or None. Highest mel band edge; the Nyquist frequency
+            when left out.
+    """
+
+    name: str
+    column: str | None = None
+    sample_rate: int = 16000
+    duration_s: float = 1.0
+    frame_length_ms: float = 25.0
+    frame_step_ms: float = 10.0
+    num_mel_bins: int = 64
+    min_hz: float = 20.0
+    max_hz: float | None = None
+    where: str = dataclasses.field(default="feature", repr=False, compare=False)
+    modality: str = dataclasses.field(default="audio", init=False)
+
+    def __post_init__(self):
+        self.column = self.column or self.name
+        for name in ("sample_rate", "duration_s", "frame_length_ms", "frame_step_ms"):
+            positive_number(getattr(self, name), self.where, name)
+        positive_number(self.num_mel_bins, self.where, "num_mel_bins")
+        nyquist = self.sample_rate / 2
+        self.max_hz = nyquist if self.max_hz is None else self.max_hz
+        require(
+            0 <= self.min_hz < self.max_hz <= nyquist,
+            self.where,
+            f"need 0 <= min_hz < max_hz <= {nyquist:g} (half the sample rate), "
+            f"got min_hz={self.min_hz}, max_hz={self.max_hz}.",
+        )
+        require(
+            self.frame_length_ms * self.sample_rate / 1000 >= 2,
+            self.where,
+            "`frame_length_ms` is shorter than two samples at this sample rate.",
+        )
+
+
+FEATURE_TYPES = {"text": TextFeature, "image": ImageFeature, "audio": AudioFeature}
+Feature = TextFeature | ImageFeature | AudioFeature
+
+
+def _featurefrom_mapping(mapping, where):
+    require(isinstance(mapping, dict), where, "each feature must be a mapping.")
+    mapping = dict(mapping)
+    modality = mapping.pop("modality", None)
+    require(
+        modality in FEATURE_TYPES,
+        where,
+        f"`modality` must be one of {', '.join(MODALITIES)}, got {modality!r}.",
+    )
+    return from_mapping(FEATURE_TYPES[modality], mapping, where)
+
+
+@dataclasses.dataclass
+class TargetSpec:
+    """The column to predict.
+
+    Args:
+        column: str. The manifest column holding the target.
+        type: str. "categorical", "binary", "multilabel" or "numeric".
+        sep: str. Separator between labels of a multi-label target.
+        labels: list or None. The label vocabulary in a fixed order; learned
+            from the training split when left out.
+    """
+
+    column: str
+    type: str = "categorical"
+    sep: str = "|"
+    labels: list | None = None
+    where: str = dataclasses.field(default="data.target", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            self.type in TARGET_TYPES,
+            self.where,
+            f"`type` must be one of {', '.join(TARGET_TYPES)}, got {self.type!r}.",
+        )
+        if self.labels is not None:
+            self.labels = [str(label) for label in self.labels]
+            require(
+                len(set(self.labels)) == len(self.labels),
+                self.where,
+                "`labels` lists a label twice.",
+            )
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """Where the data is and how to read it.
+
+    Args:
+        train: str. The training manifest: a .csv, a .jsonl, or a TFRecord
+            glob written by `mmkeras data to-tfrecord`.
+        validation: str or None. The validation manifest.
+        validation_split: float or None. Fraction of the training rows held
+            out for validation (seeded; stratified for classification) when
+            there is no validation manifest.
+        test: str or None. The test manifest.
+        features: list. Text, image and audio features.
+        target: TargetSpec or None. None for retrieval (pairs without labels).
+        on_bad_record: str. "error" stops before training with every bad row
+            listed; "skip" drops them and says which.
+        batch_size: int. The global batch size, split across replicas.
+        shuffle_buffer: int. Rows held in the shuffle buffer.
+        cache: str or None. "memory", a file path prefix, or None: where the
+            decoded, resized tensors are kept after the first epoch.
+        seed: int. Seeds the validation split and the shuffle order.
+    """
+
+    train: str
+    features: list
+    validation: str | None = None
+    validation_split: float | None = None
+    test: str | None = None
+    target: TargetSpec | None = None
+    on_bad_record: str = "error"
+    batch_size: int = 32
+    shuffle_buffer: int = 10000
+    cache: str | None = None
+    seed: int = 1337
+    where: str = dataclasses.field(default="data", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            isinstance(self.features, list) and self.features,
+            f"{self.where}.features",
+            "list at least one feature, for example `- {name: caption, modality: text, column: caption}`.",
+        )
+        self.features = [
+            feature
+            if dataclasses.is_dataclass(feature)
+            else _featurefrom_mapping(feature, f"{self.where}.features[{i}]")
+            for i, feature in enumerate(self.features)
+        ]
+        seen = set()
+        for i, feature in enumerate(self.features):
+            require(
+                feature.name not in seen,
+                f"{self.where}.features[{i}]",
+                f"feature name `{feature.name}` is used twice; give each feature its own name.",
+            )
+            seen.add(feature.name)
+        if isinstance(self.target, dict):
+            self.target = from_mapping(TargetSpec, self.target, f"{self.where}.target")
+        if self.target is not None:
+            require(
+                self.target.column not in {f.column for f in self.features},
+                f"{self.where}.target",
+                f"column `{self.target.column}` is both a feature and the target.",
+            )
+        require(
+            self.on_bad_record in BAD_RECORD_POLICIES,
+            self.where,
+            f"`on_bad_record` must be `error` or `skip`, got {self.on_bad_record!r}.",
+        )
+        require(
+            not (self.validation and self.validation_split),
+            self.where,
+            "give either `validation` (a manifest) or `validation_split`, not both.",
+        )
+        if self.validation_split is not None:
+            require(
+                0 < self.validation_split < 1,
+                self.where,
+                f"`validation_split` must be in (0, 1), got {self.validation_split!r}.",
+            )
+        positive_number(self.batch_size, self.where, "batch_size")
+        positive_number(self.shuffle_buffer, self.where, "shuffle_buffer")

@@ -1,0 +1,51 @@
+"""The `model:` section: an encoder per feature, the fusion and the head."""
+
+import dataclasses
+
+from mmkeras.layers.registry import check_model_section
+from mmkeras.spec.fields import positive_number, require
+
+HEAD_FIELDS = ("hidden_dims", "dropout_rate")
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """Which encoder reads each feature, how they are fused, and the head.
+
+    The values are the layers' own constructor arguments (see
+    `mmkeras.layers`), so nothing is written twice; `type` picks the layer.
+
+    Args:
+        encoders: dict. Feature name to `{type: ..., **arguments}`; a feature
+            left out gets its modality's default (lstm, cnn, spectrogram_cnn).
+        fusion: dict. `{type: concat | late | gated | tensor |
+            low_rank_tensor | cross_attention, modality_dropout: 0.1, ...}`.
+        head: dict. `{hidden_dims: [256], dropout_rate: 0.3}`.
+        projection_dim: int. Width of the shared space of a retrieval model.
+    """
+
+    encoders: dict = dataclasses.field(default_factory=dict)
+    fusion: dict = dataclasses.field(default_factory=lambda: {"type": "concat"})
+    head: dict = dataclasses.field(default_factory=dict)
+    projection_dim: int = 128
+    where: str = dataclasses.field(default="model", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            isinstance(self.encoders, dict), f"{self.where}.encoders", "must map feature names to encoders."
+        )
+        require(isinstance(self.fusion, dict), f"{self.where}.fusion", "must be a mapping with a `type`.")
+        self.fusion = {"type": "concat", **self.fusion}
+        require(isinstance(self.head, dict), f"{self.where}.head", "must be a mapping.")
+        unknown = set(self.head) - set(HEAD_FIELDS)
+        require(
+            not unknown,
+            f"{self.where}.head",
+            f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(HEAD_FIELDS)}.",
+        )
+        positive_number(self.projection_dim, self.where, "projection_dim")
+
+    def check_features(self, features):
+        """Every encoder must name a feature, suit its modality and take the
+        arguments given; so must the fusion layer."""
+        check_model_section(self, features)
