@@ -7,6 +7,7 @@ MultiWorkerMirroredStrategy on two worker processes on 127.0.0.1.
 import csv
 import json
 import os
+import re
 import signal
 import time
 
@@ -15,8 +16,8 @@ import pytest
 
 from mmkeras.data import build_preprocessor, make_dataset
 from mmkeras.datasets import build_quickstart
+from mmkeras.run_folder import load_run
 from mmkeras.spec import Spec
-from mmkeras.training import load_run
 from tests.training_helpers import finish_workers, run_cli, start_workers, write_train_spec
 
 # Weighting one class of four makes a weighted loss about 1.7x an unweighted one,
@@ -57,14 +58,19 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
     common = dict(
         epochs=1, mixed_precision=precision, class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3
     )
-    histories = {}
-    for strategy in ("default", "mirrored"):
+    histories, steps = {}, {}
+    for strategy, replicas in (("default", 1), ("mirrored", 2)):
         spec_path = write_train_spec(base, strategy=strategy, **common)
         result = run_cli(
             "train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"}
         )
         assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{replicas} replica(s)" in result.stderr + result.stdout
+        assert "ran out of data" not in result.stderr
+        steps[strategy] = re.findall(r"^(\d+/\d+) - ", result.stdout, re.MULTILINE)
         histories[strategy] = _history(tmp_path / strategy)[0]
+    # An epoch is one pass over the data split across the replicas, not one pass per replica.
+    assert steps["mirrored"] == steps["default"] and len(steps["default"]) == 1, steps
     run_dir = str(tmp_path / "multi_worker")
     digests = finish_workers(
         start_workers(write_train_spec(base, strategy="multi_worker", **common), run_dir)
@@ -91,9 +97,9 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
 
     # The multi-worker metrics are reduced over both workers: exactly what one
     # process measures on the whole validation split with the saved model.
-    spec, preprocessor, model = load_run(run_dir)
-    expected = model.evaluate(
-        make_dataset(spec, "validation", preprocessor=preprocessor), return_dict=True, verbose=0
+    run = load_run(run_dir)
+    expected = run.task.evaluate(
+        make_dataset(run.spec, "validation", preprocessor=run.task.preprocessor), return_dict=True, verbose=0
     )
     reported = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert reported["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
