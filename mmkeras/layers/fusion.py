@@ -22,3 +22,26 @@ class Fusion(keras.layers.Layer):
     reads_sequences = False
     takes_modality_mask = False
     fuses_decisions = False
+
+
+def modality_projections(input_shapes, width):
+    """One built Dense + ReLU per modality, to `width`; none when `width` is None.
+
+    Projecting first keeps a wide modality from dominating a concatenation,
+    and keeps an outer product small.
+    """
+    if not width:
+        return []
+    projections = []
+    for index, shape in enumerate(input_shapes):
+        projection = keras.layers.Dense(width, activation="relu", name=f"projection_{index}")
+        projection.build(shape)
+        projections.append(projection)
+    return projections
+
+
+def project(projections, inputs):
+    """Applies `modality_projections` (if any) to the modalities' vectors."""
+    if not projections:
+        return inputs
+    return [projection(x) for projection, x in zip(projections, inputs)]

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from mmkeras.layers.fusion import Fusion
+from mmkeras.layers.fusion import Fusion, modality_projections, project
 
 
 def _with_one(x):
@@ -32,17 +32,10 @@ class TensorFusion(Fusion):
         self.projections = []
 
     def build(self, input_shapes):
-        if self.projection_dim:
-            self.projections = [
-                keras.layers.Dense(self.projection_dim, activation="relu", name=f"projection_{i}")
-                for i in range(len(input_shapes))
-            ]
-            for projection, shape in zip(self.projections, input_shapes):
-                projection.build(shape)
+        self.projections = modality_projections(input_shapes, self.projection_dim)
 
     def call(self, inputs):
-        if self.projections:
-            inputs = [projection(x) for projection, x in zip(self.projections, inputs)]
+        inputs = project(self.projections, inputs)
         product = _with_one(inputs[0])
         for x in inputs[1:]:
             product = ops.einsum("bi,bj->bij", product, _with_one(x))
