@@ -15,72 +15,19 @@ def _load_spec(path):
     return Spec.from_yaml(path)
 
 
-def _summarize_batch(spec, preprocessor):
-    from mmkeras.data import make_dataset
-
-    dataset = make_dataset(spec, "train", preprocessor=preprocessor, check=False)
-    inputs, target = next(iter(dataset))
-    print("One batch of the training split:")
-    for name, tensor in inputs.items():
-        print(f"  {name:<12} {str(tuple(tensor.shape)):<20} {tensor.dtype.name}")
-    print(f"  {'target':<12} {str(tuple(target.shape)):<20} {target.dtype.name}")
-
-
-def _print_check(results, spec):
-    total_bad = 0
-    for split, records in results.items():
-        rows = len({record.location for record in records})
-        total_bad += rows
-        print(f"{split:<11} {rows} bad row(s)")
-        for record in records:
-            print(f"  {record}")
-    if total_bad and spec.data.on_bad_record == "skip":
-        print(f"{total_bad} bad row(s) will be skipped (data.on_bad_record: skip).")
-    elif total_bad:
-        print(
-            "Training stops on these rows (data.on_bad_record: error): fix or "
-            "remove them, or set `on_bad_record: skip` in the spec."
-        )
-    return total_bad
-
-
 def cmd_quickstart(args):
-    from mmkeras.data import build_preprocessor, check_spec
     from mmkeras.datasets import DATA_ENV
-    from mmkeras.quickstart import build_dataset, train_and_compare
+    from mmkeras.quickstart import run_quickstart
 
-    dataset = args.dataset or ("avmnist" if os.environ.get(DATA_ENV) else "quickstart")
-    data_dir = os.path.join(args.output_dir, "data", dataset)
-    print(f"Writing the {dataset} dataset to {data_dir} ...")
-    spec = build_dataset(dataset, data_dir, rows=args.rows, seed=args.seed)
-    print(f"Spec: {os.path.join(data_dir, 'spec.yaml')}")
-    if _print_check(check_spec(spec), spec):
-        return 1
-    preprocessor = build_preprocessor(spec, progress=False)
-    _summarize_batch(spec, preprocessor)
-    print(f"Labels: {', '.join(preprocessor.target.labels)}")
-    if args.data_only:
-        return 0
-    runs = os.path.join(args.output_dir, "runs", dataset)
-    table = train_and_compare(spec, runs, epochs=args.epochs)
-    print("\nTest accuracy, the fused model against each modality alone:")
-    for name, row in table.items():
-        print(f"  {name:<24} {row['accuracy']:.3f}   {row['run_dir']}")
-    from mmkeras.export import export_run
-
-    exported = export_run(table["fused"]["run_dir"], os.path.join(args.saved_models, dataset))
-    root = os.path.dirname(exported.models_config)
-    print(f"\nExported for TF Serving: {exported.path} (parity {exported.max_difference:.1e})")
-    print(f"TensorBoard:  tensorboard --logdir {runs}")
-    print(f"Evaluate:     mmkeras evaluate {table['fused']['run_dir']}")
-    print(f"Predict:      mmkeras predict {table['fused']['run_dir']} --data {spec.resolve(spec.data.test)}")
-    print(f"Serve:        mmkeras serve {exported.models_config}")
-    print(
-        f"Production:   docker run -p 8500:8500 -p 8501:8501 -v {root}:/models tensorflow/serving "
-        "--model_config_file=/models/models.config --enable_batching "
-        "--batching_parameters_file=/models/batching_parameters.txt"
+    return run_quickstart(
+        args.dataset or ("avmnist" if os.environ.get(DATA_ENV) else "quickstart"),
+        args.output_dir,
+        args.saved_models,
+        rows=args.rows,
+        epochs=args.epochs,
+        seed=args.seed,
+        data_only=args.data_only,
     )
-    return 0
 
 
 def cmd_train(args):
@@ -123,9 +70,10 @@ def cmd_predict(args):
 
 def cmd_data_check(args):
     from mmkeras.data import check_spec
+    from mmkeras.data.check import print_check_report
 
     spec = _load_spec(args.spec)
-    bad = _print_check(check_spec(spec, progress=not args.quiet), spec)
+    bad = print_check_report(check_spec(spec, progress=not args.quiet), spec)
     return 1 if bad and spec.data.on_bad_record == "error" else 0
 
 

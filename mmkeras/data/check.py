@@ -179,3 +179,30 @@ def check_spec(spec, progress: bool = True) -> dict:
         split: check_split(spec, split, checker=checker, progress=progress)
         for split in available_splits(spec)
     }
+
+
+def print_check_report(results, spec):
+    """Prints each split's bad rows and what training will do about them.
+
+    Args:
+        results: dict. `check_spec`'s {split: [BadRecord, ...]}.
+        spec: Spec. Its `data.on_bad_record` says what happens next.
+
+    Returns:
+        The number of bad rows over all splits.
+    """
+    total_bad = 0
+    for split, records in results.items():
+        rows = len({record.location for record in records})
+        total_bad += rows
+        print(f"{split:<11} {rows} bad row(s)")
+        for record in records:
+            print(f"  {record}")
+    if total_bad and spec.data.on_bad_record == "skip":
+        print(f"{total_bad} bad row(s) will be skipped (data.on_bad_record: skip).")
+    elif total_bad:
+        print(
+            "Training stops on these rows (data.on_bad_record: error): fix or "
+            "remove them, or set `on_bad_record: skip` in the spec."
+        )
+    return total_bad
