@@ -176,7 +176,14 @@ def _augment(preprocessor, batch, seed, has_target):
     return preprocessor.augment(batch, seed)
 
 
-def make_distributed_dataset(strategy, spec, split, preprocessor, training=False, **kwargs):
+def make_distributed_dataset(
+    strategy: tf.distribute.Strategy,
+    spec,
+    split: str,
+    preprocessor: Preprocessor,
+    training: bool = False,
+    **kwargs,
+) -> tf.distribute.DistributedDataset:
     """`make_dataset` once per input pipeline of `strategy`, with its input context."""
     return strategy.distribute_datasets_from_function(
         lambda input_context: make_dataset(

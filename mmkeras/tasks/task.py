@@ -126,7 +126,7 @@ class Task(keras.Model):
         self.preprocessor = preprocessor
 
     @classmethod
-    def from_spec(cls, spec, preprocessor):
+    def from_spec(cls, spec, preprocessor) -> "Task":
         """Builds this task from a spec and a preprocessor adapted on its training split."""
         raise NotImplementedError
 
@@ -141,7 +141,7 @@ class Task(keras.Model):
     def default_metrics(self):
         return []
 
-    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs) -> None:
         """`keras.Model.compile`, where "auto" is this task's own loss and metrics."""
         super().compile(
             optimizer=optimizer,
@@ -157,36 +157,36 @@ class Task(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def serving_outputs(self, predictions):
+    def serving_outputs(self, predictions: tf.Tensor) -> dict[str, tf.Tensor]:
         """The serving signature's outputs (a dict of tensors) for a batch of predictions."""
         raise NotImplementedError
 
-    def decode(self, predictions):
+    def decode(self, predictions: np.ndarray) -> dict[str, np.ndarray]:
         """Predictions to outputs in the target's units, as NumPy arrays by name."""
         outputs = self.serving_outputs(tf.convert_to_tensor(predictions))
         return {name: np.asarray(value) for name, value in outputs.items()}
 
-    def prediction_columns(self, predictions):
+    def prediction_columns(self, predictions: np.ndarray) -> list[dict[str, str]]:
         """One dict of CSV columns (strings) per row, for `mmkeras predict`."""
         raise NotImplementedError
 
-    def export_archive(self):
+    def export_archive(self) -> keras.export.ExportArchive:
         """A `keras.export.ExportArchive` with this task's serving signatures."""
         raise NotImplementedError
 
-    def documented_inputs(self):
+    def documented_inputs(self) -> dict[str, list[str]]:
         """{signature: [feature names]} of the raw-input signatures, as documented."""
         raise NotImplementedError
 
-    def parity_cases(self, sample):
+    def parity_cases(self, sample) -> list[ParityCase]:
         """ParityCases on a RowSample: what the exported SavedModel must reproduce."""
         raise NotImplementedError
 
-    def evaluate_dataset(self, dataset):
+    def evaluate_dataset(self, dataset: tf.data.Dataset) -> Evaluation:
         """An Evaluation of the rows of `dataset` (from `make_dataset`)."""
         raise NotImplementedError
 
-    def epoch_summaries(self, sample, predictions):
+    def epoch_summaries(self, sample, predictions: np.ndarray) -> EpochSummaries:
         """EpochSummaries for a RowSample and this task's predictions on it."""
         raise NotImplementedError
 
