@@ -48,8 +48,8 @@ def train_and_compare(spec, runs_dir, epochs=None):
         run_dir = os.path.join(runs_dir, name.replace(" ", "_"))
         print(f"\nTraining {name} -> {run_dir}")
         train(variant, run_dir, overwrite=True, verbose=2)
-        report = evaluate_run(run_dir)
-        table[name] = {"accuracy": report["accuracy"], "run_dir": run_dir}
+        report = evaluate_run(run_dir, baselines=name == "fused")
+        table[name] = {"accuracy": report["accuracy"], "run_dir": run_dir, "report": report}
     return table
 
 
@@ -86,6 +86,9 @@ def run_quickstart(dataset, output_dir, saved_models, rows=600, epochs=None, see
     print("\nTest accuracy, the fused model against each modality alone:")
     for name, row in table.items():
         print(f"  {name:<24} {row['accuracy']:.3f}   {row['run_dir']}")
+    print("Linear baselines on the same test split:")
+    for name, scores in table["fused"]["report"]["baselines"].items():
+        print(f"  {name:<34} {scores['accuracy']:.3f}")
     fused = table["fused"]["run_dir"]
     exported = export_run(fused, os.path.join(saved_models, dataset))
     root = os.path.dirname(exported.models_config)

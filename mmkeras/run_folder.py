@@ -13,6 +13,7 @@ RUN/
 ```
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -108,6 +109,15 @@ class RunFolder:
     def read_metrics(self):
         with open(self.metrics) as f:
             return json.load(f)
+
+    def read_history(self):
+        """{column: [value per finished epoch]} from history.csv ({} before the first epoch)."""
+        if not os.path.exists(self.history):
+            return {}
+        with open(self.history, newline="") as f:
+            rows = list(csv.DictReader(f))
+        columns = [name for name in (rows[0] if rows else {}) if name != "epoch"]
+        return {name: [float(row[name]) for row in rows if row.get(name)] for name in columns}
 
 
 @dataclasses.dataclass

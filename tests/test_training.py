@@ -1,3 +1,4 @@
+import collections
 import csv
 import json
 import os
@@ -101,7 +102,7 @@ def test_tensorboard_shows_scalars_pictures_text_audio_projector_hparams_profile
     assert os.path.isdir(profiles) and os.listdir(profiles)
 
 
-def test_evaluate_writes_metrics_plots_and_ablation(trained_run, tmp_path):
+def test_evaluate_writes_metrics_plots_ablation_and_baselines(trained_run, quickstart_dir, tmp_path):
     result = run_cli("evaluate", trained_run.run_dir, "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.load(open(tmp_path / "metrics.json"))
@@ -113,8 +114,32 @@ def test_evaluate_writes_metrics_plots_and_ablation(trained_run, tmp_path):
     # Shape and pitch both matter: masking either picture or sound costs accuracy.
     assert ablation["without audio"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.2
     assert ablation["without image"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.1
-    for plot in ("confusion_matrix.png", "per_class_f1.png", "modality_ablation.png"):
+    plots = ("confusion_matrix.png", "per_class_f1.png", "modality_ablation.png", "baselines.png")
+    for plot in (*plots, "training_curves.png"):
         assert open(tmp_path / plot, "rb").read(4) == b"\x89PNG"
+
+    # Linear baselines trained on the same training split, scored on the same rows.
+    assert "Baselines on the same split" in result.stdout
+    baselines = report["baselines"]
+    assert list(baselines) == [
+        "constant",
+        "caption: TF-IDF + linear",
+        "image: pixels + linear",
+        "audio: mel statistics + linear",
+    ]
+    # The constant baseline predicts the training split's majority class.
+    labels = {
+        split: [row["label"] for row in csv.DictReader(open(os.path.join(quickstart_dir, f"{split}.csv")))]
+        for split in ("train", "test")
+    }
+    counts = collections.Counter(labels["train"])
+    majority = [label for label, count in counts.items() if count == max(counts.values())]
+    shares = [labels["test"].count(label) / len(labels["test"]) for label in majority]
+    assert any(baselines["constant"]["accuracy"] == pytest.approx(share) for share in shares)
+    # Shape and pitch together decide the label: no single modality's linear model gets close.
+    for name, lead in report["above_baselines"].items():
+        assert lead == pytest.approx(report["accuracy"] - baselines[name]["accuracy"])
+        assert lead > 0.2, (name, report)
 
 
 def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tmp_path):
@@ -306,6 +331,7 @@ def test_quickstart_main_job(tmp_path):
     assert set(table) == {"fused", "caption only", "image only", "audio only"}, result.stdout
     assert table["fused"] >= 0.9
     assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
+    assert "Linear baselines on the same test split:" in result.stdout
     assert "tensorboard --logdir" in result.stdout
     assert os.path.exists(tmp_path / "saved_models" / "quickstart" / "1" / "saved_model.pb")
     assert "docker run -p 8500:8500 -p 8501:8501" in result.stdout and "mmkeras serve" in result.stdout

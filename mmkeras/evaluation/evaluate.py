@@ -5,13 +5,43 @@ import json
 import os
 
 from mmkeras.data.dataset import make_dataset
+from mmkeras.evaluation.baselines import evaluate_baselines
+from mmkeras.reporting import plots
 from mmkeras.run_folder import load_run
 
 BATCH_SIZE = 256
 
 
+def _curve_metric(task, report, history):
+    """The metric to plot beside the loss: the headline one when training logged it."""
+    if task.compares_to_baselines and task.headline(report)[0] in history:
+        return task.headline(report)[0]
+    logged = [
+        name for name in history if not name.startswith("val_") and name not in ("loss", "learning_rate")
+    ]
+    return logged[0] if logged else "loss"
+
+
+def _compare_with_baselines(task, spec, split, evaluation):
+    """Adds `baselines`, `above_baselines` and a bar chart of both to an evaluation."""
+    report = evaluation.report
+    name, value = task.headline(report)
+    baselines = evaluate_baselines(task, spec, split, evaluation.targets)
+    sign = 1 if task.higher_is_better else -1
+    report["baselines"] = baselines
+    report["above_baselines"] = {
+        baseline: sign * (value - scores[name]) for baseline, scores in baselines.items()
+    }
+    bars = {"model": value, **{baseline: scores[name] for baseline, scores in baselines.items()}}
+    evaluation.figures["baselines.png"] = plots.bar_figure(bars, f"{name}: the model and its baselines", name)
+
+
 def evaluate_run(
-    run_dir: str, data: str | None = None, split: str = "test", output_dir: str | None = None
+    run_dir: str,
+    data: str | None = None,
+    split: str = "test",
+    output_dir: str | None = None,
+    baselines: bool = True,
 ) -> dict:
     """Evaluates a finished run; writes `metrics.json` and plots; returns the report.
 
@@ -28,6 +58,9 @@ def evaluate_run(
         split: str. The spec's split to use when `data` is None ("test" falls
             back to "validation" when the spec names no test data).
         output_dir: str or None. Defaults to `RUN/evaluation/<split or file name>`.
+        baselines: bool. Also train and score the linear baselines (see
+            `mmkeras.evaluation.baselines`) and report how far above them
+            the model is.
 
     Returns:
         The report (a dict), with `plots` (the PNG files written) and
@@ -44,6 +77,12 @@ def evaluate_run(
     evaluation = run.task.evaluate_dataset(dataset)
     report = evaluation.report
     report["split"] = os.path.abspath(data) if data else split
+    history = run.folder.read_history()
+    if history:
+        metric = _curve_metric(run.task, report, history)
+        evaluation.figures["training_curves.png"] = plots.training_curves_figure(history, metric)
+    if baselines and run.task.compares_to_baselines:
+        _compare_with_baselines(run.task, spec, split, evaluation)
 
     name = os.path.splitext(os.path.basename(data))[0] if data else split
     folder = output_dir or run.folder.evaluation(name)

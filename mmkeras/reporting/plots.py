@@ -74,6 +74,26 @@ def curve_figure(x, y, xlabel, ylabel, title, diagonal=False):
     return to_png(figure)
 
 
+def training_curves_figure(history, metric):
+    """Loss and `metric` per epoch, training beside validation, from a run's history.
+
+    Args:
+        history: dict. Column name (`loss`, `val_loss`, `accuracy`, ...) to
+            its values per epoch, as `history.csv` holds them.
+        metric: str. The metric to plot beside the loss.
+    """
+    figure, axes = _subplots(1, 2, figsize=(9, 3.5))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for axis, name in zip(axes, ("loss", metric)):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            if history.get(prefix + name):
+                axis.plot(epochs, history[prefix + name], marker="o", label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.legend()
+    return to_png(figure)
+
+
 def scatter_figure(true, predicted, title="Predicted vs true"):
     figure, axis = _subplots(figsize=(4.5, 4.5))
     axis.scatter(true, predicted, s=6, alpha=0.6)

@@ -57,6 +57,9 @@ class FusionTask(Task):
     """
 
     shows_examples = True
+    compares_to_baselines = True
+    # Whether a larger headline metric is the better one (accuracy, F1; not RMSE).
+    higher_is_better = True
 
     def __init__(self, backbone, preprocessor, hidden_dims=(256,), dropout_rate=0.3, **kwargs):
         units, activation = self.head_output(preprocessor.target)
@@ -106,7 +109,7 @@ class FusionTask(Task):
         raise NotImplementedError
 
     def headline(self, report):
-        """(name, value): the one number an ablation compares."""
+        """(name, value): the one number an ablation and the baselines compare."""
         raise NotImplementedError
 
     def report_figures(self, report, targets, predictions):
@@ -180,7 +183,7 @@ class FusionTask(Task):
         figures["modality_ablation.png"] = plots.bar_figure(
             {k: v[name] for k, v in ablation.items()}, f"{name} with each modality masked", name
         )
-        return Evaluation(report, figures)
+        return Evaluation(report, figures, targets)
 
     def get_config(self):
         config = super().get_config()

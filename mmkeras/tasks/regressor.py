@@ -70,6 +70,8 @@ class Regressor(FusionTask):
     `target` is a `NumericTarget`.
     """
 
+    higher_is_better = False
+
     @classmethod
     def target_encoder(cls, target):
         return NumericTarget(name="target")

@@ -69,10 +69,12 @@ class Evaluation:
     Args:
         report: dict. Metrics, JSON-serialisable.
         figures: dict. PNG file name to its bytes.
+        targets: np.ndarray or None. The split's encoded targets, in row order.
     """
 
     report: dict
     figures: dict
+    targets: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -120,6 +122,8 @@ class Task(keras.Model):
     shows_examples = False
     # True when a held-out validation split should keep each raw target's share.
     stratifies_splits = False
+    # True for tasks that `mmkeras evaluate` compares with linear baselines.
+    compares_to_baselines = False
 
     def __init__(self, *args, preprocessor=None, **kwargs):
         super().__init__(*args, **kwargs)

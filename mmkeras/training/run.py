@@ -1,7 +1,6 @@
 """`mmkeras.train`: a spec to a run folder (see `mmkeras.run_folder`) with a trained Task."""
 
 import collections
-import csv
 import dataclasses
 import logging
 import math
@@ -71,12 +70,9 @@ def _steps_per_epoch(spec):
     return steps
 
 
-def _best_so_far(history_path, monitor):
+def _best_so_far(folder, monitor):
     """The best monitored value in a resumed run's history, so `best` is not lost."""
-    if not os.path.exists(history_path):
-        return None
-    with open(history_path, newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor)]
+    values = folder.read_history().get(monitor)
     return min(values) if values else None
 
 
@@ -200,7 +196,7 @@ def _train(spec, output_dir, overwrite, verbose):
             folder.best,
             monitor=monitor,
             save_best_only=True,
-            initial_value_threshold=_best_so_far(folder.history, monitor),
+            initial_value_threshold=_best_so_far(folder, monitor),
         ),
         FiniteModelCheckpoint(folder.last),
         keras.callbacks.CSVLogger(folder.history, append=True),
