@@ -4,8 +4,8 @@ Each is a linear model (one `Dense` layer with the task's own output
 activation and loss) trained on the run's training split and scored with the
 task's own report on the evaluated split:
 
-- `constant`: no features at all, so it learns the training prior (the
-  majority class, or the mean of a numeric target);
+- `constant`: no features at all: the training prior (class frequencies, so
+  the majority class wins; label rates; the mean of a numeric target);
 - `<text feature>: TF-IDF + linear`: token counts weighted by inverse document
   frequency over the preprocessor's own tokens, L2-normalised;
 - `<image feature>: pixels + linear`: the image averaged down to 8 x 8;
@@ -17,6 +17,7 @@ the data offers.
 """
 
 import dataclasses
+import math
 
 import keras
 import numpy as np
@@ -26,6 +27,7 @@ from mmkeras.data.dataset import make_dataset
 from mmkeras.preprocessing.preprocessor import Preprocessor
 
 EPOCHS = 10
+MIN_STEPS = 300
 BATCH_SIZE = 128
 # Batches (not rows) in the shuffle buffer of the cached baseline features.
 SHUFFLE_BATCHES = 64
@@ -98,22 +100,44 @@ def _one_feature(task, spec, split, name):
 
 
 def _fit(task, train, idf=None):
-    """A Dense layer with the task's activation and loss, trained on `train`."""
+    """A Dense layer with the task's activation and loss, trained on `train`.
+
+    At least MIN_STEPS optimizer steps, so a small training split still
+    trains the layer to convergence.
+    """
     units, activation = task.head_output(task.preprocessor.target)
+    batches = sum(1 for _ in train)
     example = next(iter(train))[0]
     inputs = keras.Input(shape=example.shape[1:], dtype=example.dtype)
     x = TfIdf(idf)(inputs) if idf is not None else inputs
     model = keras.Model(inputs, keras.layers.Dense(units, activation=activation, dtype="float32")(x))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=task.default_loss())
-    model.fit(train, epochs=EPOCHS, shuffle=False, verbose=0)  # train is shuffled already
+    epochs = max(EPOCHS, math.ceil(MIN_STEPS / batches))
+    model.fit(train, epochs=epochs, shuffle=False, verbose=0)  # train is shuffled already
     return model
 
 
-def _headline(task, model, batches, targets):
-    # Called eagerly: a Dense layer needs no traced predict function per baseline.
-    predictions = np.concatenate([model(x, training=False) for x in batches])
+def _constant_predictions(task, train_targets, rows):
+    """The training prior for every row: class frequencies, label rates or the mean.
+
+    The best constant a loss can learn, computed instead of trained.
+    """
+    units, _ = task.head_output(task.preprocessor.target)
+    if units > 1 and train_targets.ndim == 1:  # class indices of a softmax head
+        prior = np.bincount(train_targets.astype(int), minlength=units) / len(train_targets)
+    else:
+        prior = train_targets.reshape(len(train_targets), -1).mean(axis=0)
+    return np.tile(prior.astype("float32"), (rows, 1))
+
+
+def _headline(task, predictions, targets):
     name, value = task.headline(task.report(targets, predictions))
     return {name: value}
+
+
+def _predict(model, batches):
+    # Called eagerly: a Dense layer needs no traced predict function per baseline.
+    return np.concatenate([model(x, training=False) for x in batches])
 
 
 def evaluate_baselines(task, spec, split, targets):
@@ -130,15 +154,15 @@ def evaluate_baselines(task, spec, split, targets):
         label, reduce = _FEATURES[feature.modality]
         train = _one_feature(task, spec, "train", feature.name)
         train = train.map(lambda x, y, reduce=reduce: (reduce(x), y)).cache()
-        if not results:  # the constant baseline: the targets alone
-            ones = train.map(lambda x, y: (tf.ones((tf.shape(y)[0], 1)), y))
-            constant = _fit(task, ones.shuffle(SHUFFLE_BATCHES, seed=spec.data.seed))
-            results["constant"] = _headline(task, constant, [np.ones((len(targets), 1), "float32")], targets)
+        if not results:  # the constant baseline: the training targets alone
+            train_targets = np.concatenate([y for _, y in train])
+            constant = _constant_predictions(task, train_targets, len(targets))
+            results["constant"] = _headline(task, constant, targets)
         idf = None
         if feature.modality == "text":
             vocabulary = task.preprocessor.features[feature.name].vocabulary_size
             idf = _inverse_document_frequency((x for x, _ in train), vocabulary)
         model = _fit(task, train.shuffle(SHUFFLE_BATCHES, seed=spec.data.seed), idf)
         held_out = _one_feature(task, spec, split, feature.name).map(lambda x, y, reduce=reduce: reduce(x))
-        results[f"{feature.name}: {label}"] = _headline(task, model, held_out, targets)
+        results[f"{feature.name}: {label}"] = _headline(task, _predict(model, held_out), targets)
     return results
