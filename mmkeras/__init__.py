@@ -17,6 +17,6 @@ from mmkeras.preprocessing import Preprocessor
 from mmkeras.run_folder import Run, RunFolder, load_run
 from mmkeras.spec import Spec
 from mmkeras.tasks import Classifier, DualEncoder, Regressor, Task, build_task, task_class
-from mmkeras.training import train
+from mmkeras.training import train, train_seeds
 
 __version__ = "0.2.0"

@@ -38,7 +38,21 @@ def cmd_train(args):
     if args.epochs:
         spec.train.epochs = args.epochs
     output_dir = args.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
-    result = train(spec, output_dir, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
+    verbose = 1 if sys.stdout.isatty() else 2
+    if args.seeds > 1:
+        from mmkeras.training.seeds import train_seeds
+
+        result = train_seeds(spec, output_dir, args.seeds, overwrite=args.overwrite, verbose=verbose)
+        print(f"Run folders: {', '.join(result.runs.values())}")
+        print(f"Validation over {args.seeds} seeds (mean ± standard deviation, min to max):")
+        for name, values in result.summary.items():
+            print(
+                f"  {name:<18} {values['mean']:.4f} ± {values['std']:.4f}   "
+                f"({values['min']:.4f} to {values['max']:.4f})"
+            )
+        print(f"Summary: {result.path}")
+        return 0
+    result = train(spec, output_dir, overwrite=args.overwrite, verbose=verbose)
     print(f"Run folder: {output_dir}")
     print(f"Validation: {summarize(result.metrics)}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(output_dir, 'logs')}")
@@ -213,6 +227,13 @@ def build_parser():
     train.add_argument("--output-dir", help="the run folder (default runs/SPEC_NAME)")
     train.add_argument("--epochs", type=int, help="override train.epochs")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in the folder")
+    train.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train N times (seeds train.seed, train.seed + 1, ...) into OUTPUT_DIR/seed-SEED and "
+        "report each validation metric's mean and spread, to tell a real difference from noise",
+    )
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser(

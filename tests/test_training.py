@@ -179,6 +179,23 @@ def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tm
     )
 
 
+def test_training_under_several_seeds_reports_mean_and_spread(quickstart_dir, tmp_path):
+    spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=1, tensorboard_examples=0)
+    result = run_cli("train", spec_path, "--output-dir", str(tmp_path), "--seeds", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Validation over 2 seeds" in result.stdout and "±" in result.stdout
+    summary = json.load(open(tmp_path / "seeds.json"))
+    seed = Spec.from_yaml(spec_path).train.seed
+    assert list(summary["runs"]) == [str(seed), str(seed + 1)]
+    runs = [os.path.join(tmp_path, f"seed-{s}") for s in (seed, seed + 1)]
+    assert [Spec.from_yaml(os.path.join(run, "spec.yaml")).train.seed for run in runs] == [seed, seed + 1]
+    losses = [json.load(open(os.path.join(run, "metrics.json")))["loss"] for run in runs]
+    assert losses[0] != losses[1]  # another seed, another model
+    loss = summary["summary"]["loss"]
+    assert loss["values"] == losses and loss["mean"] == pytest.approx(np.mean(losses))
+    assert loss["std"] == pytest.approx(np.std(losses, ddof=1))
+
+
 def test_run_folder_of_an_older_version_is_named(trained_run, tmp_path):
     old = tmp_path / "old_run"
     old.mkdir()
