@@ -70,6 +70,9 @@ def classification_report(true, predicted, labels):
         "rows": int(len(predicted)),
     }
     report["macro_f1"] = float(np.mean([s["f1"] for s in report["per_class"].values()]))
+    # The mean recall over the classes present: 1 / classes for a constant guess.
+    recalls = [s["recall"] for s in report["per_class"].values() if s["support"]]
+    report["balanced_accuracy"] = float(np.mean(recalls)) if recalls else 0.0
     return report
 
 

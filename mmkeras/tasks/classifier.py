@@ -1,5 +1,7 @@
 """Classification: one label of many, yes or no, or several labels at once."""
 
+import collections
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -15,6 +17,10 @@ MODES = ("categorical", "binary", "multilabel")
 # The probability from which a binary row, or one label of a multi-label
 # row, is predicted positive.
 THRESHOLD = 0.5
+# A target whose commonest class has this many times the rows of its rarest is
+# imbalanced: it gets class weights by default and balanced accuracy as its
+# headline metric.
+IMBALANCE_RATIO = 3.0
 
 
 def sorted_labels(labels):
@@ -38,6 +44,7 @@ class LabelEncoder(PreprocessingLayer):
         mode: str. "categorical", "binary" or "multilabel".
         labels: list or None. The label vocabulary; learned by `adapt`.
         sep: str. Label separator of a multilabel target.
+        counts: dict or None. Training rows per label; counted by `adapt`.
 
     Example:
 
@@ -47,13 +54,14 @@ class LabelEncoder(PreprocessingLayer):
     array([1, 0], dtype=int32)
     """
 
-    def __init__(self, mode="categorical", labels=None, sep="|", **kwargs):
+    def __init__(self, mode="categorical", labels=None, sep="|", counts=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
         self.mode = mode
         self.labels = list(labels) if labels is not None else None
         self.sep = sep
+        self.counts = dict(counts) if counts is not None else None
         self.lookup = self._make_lookup()
 
     def split(self, value):
@@ -63,15 +71,35 @@ class LabelEncoder(PreprocessingLayer):
         return [label.strip() for label in value.split(self.sep) if label.strip()]
 
     def adapt(self, values):
-        """Learns the label set from the training split's raw targets (unless given)."""
+        """Learns the label set (unless given) and each label's count from the
+        training split's raw targets."""
+        counts = collections.Counter(label for value in values for label in self.split(str(value)))
         if self.labels is None:
-            self.labels = sorted_labels(label for value in values for label in self.split(str(value)))
+            self.labels = sorted_labels(counts)
+        self.counts = {label: counts.get(label, 0) for label in self.labels}
         if self.mode == "binary" and len(self.labels) != 2:
             raise SpecError(
                 f"a binary target needs exactly two labels, found {len(self.labels)}: "
                 f"{self.labels[:10]}. Use `type: categorical` for more classes."
             )
         self.lookup = self._make_lookup()
+
+    @property
+    def imbalance(self):
+        """How many times more rows the commonest class has than the rarest
+        (1.0 when unknown: a model saved before labels were counted)."""
+        if not self.counts or self.mode == "multilabel":
+            return 1.0
+        return max(self.counts.values()) / max(min(self.counts.values()), 1)
+
+    def inverse_frequency_weights(self):
+        """Class index to `rows / (classes * rows of the class)`: every class
+        then weighs as much in the loss as the others."""
+        total = sum(self.counts.values())
+        return {
+            index: total / (len(self.labels) * max(self.counts[label], 1))
+            for index, label in enumerate(self.labels)
+        }
 
     def problem(self, value):
         """Why a raw target cannot be encoded, or None when it can."""
@@ -100,7 +128,7 @@ class LabelEncoder(PreprocessingLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode, "labels": self.labels, "sep": self.sep})
+        config.update({"mode": self.mode, "labels": self.labels, "sep": self.sep, "counts": self.counts})
         return config
 
 
@@ -214,7 +242,11 @@ class Classifier(FusionTask):
         return report
 
     def headline(self, report):
-        name = "micro_f1" if self.mode == "multilabel" else "accuracy"
+        if self.mode == "multilabel":
+            return "micro_f1", report["micro_f1"]
+        # On imbalanced classes accuracy rewards ignoring the rare ones: the
+        # majority class alone would score high.
+        name = "balanced_accuracy" if self.preprocessor.target.imbalance >= IMBALANCE_RATIO else "accuracy"
         return name, report[name]
 
     def report_figures(self, report, targets, predictions):

@@ -179,6 +179,7 @@ class FusionTask(Task):
         for feature, masked in zip(features, predictions[1:]):
             ablation[f"without {feature}"] = {name: self.headline(self.report(targets, masked))[1]}
         report["modality_ablation"] = ablation
+        report["headline"] = name
         figures = self.report_figures(report, targets, predictions[0])
         figures["modality_ablation.png"] = plots.bar_figure(
             {k: v[name] for k, v in ablation.items()}, f"{name} with each modality masked", name
