@@ -1,5 +1,6 @@
 import collections
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -59,6 +60,10 @@ def test_run_folder_is_complete(trained_run):
     assert [int(r["epoch"]) for r in rows] == list(range(6))
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert metrics["accuracy"] >= 0.8  # the fused model sees shape and pitch
+    # The run ends on its best validation epoch, whichever epoch that was.
+    assert metrics["loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows), rel=1e-3)
+    written = Spec.from_yaml(os.path.join(run, "spec.yaml")).train
+    assert written.early_stopping_patience == 3 and written.warmup_epochs == 0.6  # `auto` resolved
     # The spec copy is usable from anywhere: its paths are absolute.
     assert os.path.isabs(Spec.from_yaml(os.path.join(run, "spec.yaml")).data.train)
 
@@ -325,6 +330,25 @@ def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tm
     assert abs(resumed_accuracy - straight_accuracy) <= 0.15, (resumed_accuracy, straight_accuracy)
 
 
+def _quickstart_results(stdout):
+    """The quickstart's two printed tables: {model: test accuracy}, {baseline: score}."""
+    tables = {"Test accuracy, the fused model": {}, "Linear baselines on the same test split": {}}
+    section = None
+    for line in stdout.splitlines():
+        starts = [table for title, table in tables.items() if line.startswith(title)]
+        if starts:
+            section = starts[0]
+        elif section is not None and line.startswith("  ") and line.strip():
+            parts = line.split()
+            # Model rows end with their run folder; baseline names may hold spaces.
+            is_model = section is tables["Test accuracy, the fused model"]
+            value = parts[-2] if is_model else parts[-1]
+            section[" ".join(parts[:-2] if is_model else parts[:-1])] = float(value)
+        else:
+            section = None
+    return tuple(tables.values())
+
+
 def test_quickstart_main_job(tmp_path):
     result = run_cli(
         "quickstart",
@@ -336,25 +360,26 @@ def test_quickstart_main_job(tmp_path):
         str(tmp_path / "saved_models"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    table = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if (
-            len(parts) >= 3
-            and parts[-2].replace(".", "").isdigit()
-            and ("only" in line or parts[0] == "fused")
-        ):
-            table[" ".join(parts[:-2])] = float(parts[-2])
+    table, baselines = _quickstart_results(result.stdout)
     assert set(table) == {"fused", "caption only", "image only", "audio only"}, result.stdout
     assert table["fused"] >= 0.9
     assert all(table["fused"] > value + 0.25 for name, value in table.items() if name != "fused")
-    assert "Linear baselines on the same test split:" in result.stdout
+    assert "Linear baselines on the same test split (accuracy;" in result.stdout
+    assert {"constant", "caption: TF-IDF + linear"} <= set(baselines), result.stdout
     assert "tensorboard --logdir" in result.stdout
     assert os.path.exists(tmp_path / "saved_models" / "quickstart" / "1" / "saved_model.pb")
     assert "docker run -p 8500:8500 -p 8501:8501" in result.stdout and "mmkeras serve" in result.stdout
 
 
-def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
+# The real-data regression check of the defaults (see the README's table):
+# the default spec's fused model must beat every linear baseline by this much
+# test accuracy, and its validation accuracy must have settled: the last three
+# epochs within this spread.
+BASELINE_MARGIN = 0.10
+VALIDATION_SPREAD = 0.15
+
+
+def test_defaults_beat_each_modality_and_the_baselines_on_degraded_avmnist(data_root, tmp_path):
     # The quickstart on real data, default configuration: the degradation
     # leaves neither modality enough on its own.
     result = run_cli(
@@ -368,27 +393,25 @@ def test_fusion_beats_each_modality_on_degraded_avmnist(data_root, tmp_path):
         env={"MMKERAS_DATA": data_root},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    table = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if (
-            len(parts) >= 3
-            and ("only" in line or parts[0] == "fused")
-            and parts[-2].replace(".", "").isdigit()
-        ):
-            table[" ".join(parts[:-2])] = float(parts[-2])
+    table, baselines = _quickstart_results(result.stdout)
     assert set(table) == {"fused", "image only", "audio only"}, result.stdout
     assert table["fused"] >= max(table["image only"], table["audio only"]) + 0.03, table
+    assert len(baselines) == 3, result.stdout  # constant, image pixels, audio mel statistics
+    assert all(table["fused"] >= value + BASELINE_MARGIN for value in baselines.values()), (table, baselines)
+    history = csv.DictReader(open(tmp_path / "runs" / "avmnist" / "fused" / "history.csv"))
+    last = [float(row["val_accuracy"]) for row in history][-3:]
+    assert max(last) - min(last) <= VALIDATION_SPREAD, last
 
 
-def test_auto_class_weights_are_inverse_frequencies(tmp_path, quickstart_dir):
+def test_auto_class_weights_only_for_imbalanced_targets(tmp_path, quickstart_dir):
     from mmkeras.data import build_preprocessor
+    from mmkeras.training.defaults import resolve_training_defaults
     from mmkeras.training.run import _class_weight
 
     rows = open(os.path.join(quickstart_dir, "train.csv")).read().splitlines()
     header, body = rows[0], rows[1:]
-    # Keep every circle_high row but only a third of the others: imbalanced.
-    kept = [r for i, r in enumerate(body) if r.endswith("circle_high") or i % 3 == 0]
+    # Keep every circle_high row but only a fifth of the others: imbalanced.
+    kept = [r for i, r in enumerate(body) if r.endswith("circle_high") or i % 5 == 0]
     absolute = []
     for line in kept:
         caption, image, audio, label = line.split(",")
@@ -402,14 +425,58 @@ def test_auto_class_weights_are_inverse_frequencies(tmp_path, quickstart_dir):
 
     mapping = yaml.safe_load(open(os.path.join(quickstart_dir, "spec.yaml")))
     mapping["data"].update(train="train.csv", test=None, validation_split=None)
-    mapping["train"]["class_weight"] = "auto"
+    mapping["train"].pop("class_weight", None)  # the default: auto
     yaml.safe_dump(mapping, open(tmp_path / "spec.yaml", "w"))
     spec = Spec.from_yaml(str(tmp_path / "spec.yaml"))
     preprocessor = build_preprocessor(spec, progress=False)
-    weights = _class_weight(spec, preprocessor)
+    resolved = resolve_training_defaults(spec, preprocessor, has_validation=False)
+    weights = _class_weight(resolved, preprocessor)
     counts = {label: sum(line.endswith(label) for line in kept) for label in preprocessor.target.labels}
+    assert max(counts.values()) >= 3 * min(counts.values())
     for index, label in enumerate(preprocessor.target.labels):
-        assert weights[index] == pytest.approx(len(kept) / (4 * counts[label]))
+        assert weights[index] == pytest.approx(len(kept) / (4 * counts[label]), rel=1e-3)
+        assert resolved.train.class_weight[label] == pytest.approx(weights[index])  # in spec.yaml
     assert weights[preprocessor.target.labels.index("circle_high")] < min(
         w for i, w in weights.items() if preprocessor.target.labels[i] != "circle_high"
     )
+    assert resolved.train.early_stopping_patience is None  # nothing to stop on
+
+    balanced = Spec.from_yaml(os.path.join(quickstart_dir, "spec.yaml"))
+    balanced_preprocessor = build_preprocessor(balanced, progress=False)
+    assert balanced_preprocessor.target.imbalance < 3
+    kept_default = resolve_training_defaults(balanced, balanced_preprocessor, has_validation=True)
+    assert kept_default.train.class_weight is None
+    assert kept_default.train.early_stopping_patience == 3
+    assert 0 < kept_default.train.warmup_epochs <= 1
+    forced = dataclasses.replace(balanced, train=dataclasses.replace(balanced.train, class_weight="balanced"))
+    assert resolve_training_defaults(forced, balanced_preprocessor, True).train.class_weight is not None
+
+
+def test_warm_up_ramps_to_the_peak_then_follows_the_schedule():
+    from mmkeras.spec.train import TrainSpec
+    from mmkeras.training.optimizer import WarmUp, learning_rate_schedule
+
+    def rates(schedule, steps):
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+        values = [float(schedule(step)) for step in steps]
+        assert values == pytest.approx([float(restored(step)) for step in steps])  # saved with the model
+        return values
+
+    constant = learning_rate_schedule(TrainSpec(epochs=10, learning_rate=0.01, warmup_epochs=1), 10)
+    assert isinstance(constant, WarmUp)
+    assert rates(constant, [0, 4, 9, 10, 99]) == pytest.approx([0.001, 0.005, 0.01, 0.01, 0.01])
+    cosine = learning_rate_schedule(
+        TrainSpec(epochs=10, learning_rate=0.01, warmup_epochs=1, schedule="cosine"), 10
+    )
+    values = rates(cosine, [0, 9, 10, 55, 99])
+    assert values[:3] == pytest.approx([0.001, 0.01, 0.01])
+    assert values[2] > values[3] > values[4] >= 0 and values[4] < 0.0001  # decays to 0 after the ramp
+    assert learning_rate_schedule(TrainSpec(learning_rate=0.01, warmup_epochs=0), 10) == 0.01
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_present_classes():
+    from mmkeras.reporting.metrics import classification_report
+
+    true = [0] * 8 + [1] * 2
+    report = classification_report(true, [0] * 10, ["common", "rare", "absent"])
+    assert report["accuracy"] == 0.8 and report["balanced_accuracy"] == 0.5

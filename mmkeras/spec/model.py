@@ -6,6 +6,9 @@ from mmkeras.layers.registry import check_model_section
 from mmkeras.spec.fields import positive_number, require
 
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
+# Dropping a whole modality now and then makes the model use every one of them
+# (and answer when one is missing) instead of leaning on the easiest to memorise.
+DEFAULT_MODALITY_DROPOUT = 0.2
 
 
 @dataclasses.dataclass
@@ -19,7 +22,8 @@ class ModelSpec:
         encoders: dict. Feature name to `{type: ..., **arguments}`; a feature
             left out gets its modality's default (lstm, cnn, spectrogram_cnn).
         fusion: dict. `{type: concat | late | gated | tensor |
-            low_rank_tensor | cross_attention, modality_dropout: 0.1, ...}`.
+            low_rank_tensor | cross_attention, modality_dropout: 0.2, ...}`;
+            `modality_dropout` defaults to `DEFAULT_MODALITY_DROPOUT`.
         head: dict. `{hidden_dims: [256], dropout_rate: 0.3}`.
         projection_dim: int. Width of the shared space of a retrieval model.
     """
@@ -35,7 +39,7 @@ class ModelSpec:
             isinstance(self.encoders, dict), f"{self.where}.encoders", "must map feature names to encoders."
         )
         require(isinstance(self.fusion, dict), f"{self.where}.fusion", "must be a mapping with a `type`.")
-        self.fusion = {"type": "concat", **self.fusion}
+        self.fusion = {"type": "concat", "modality_dropout": DEFAULT_MODALITY_DROPOUT, **self.fusion}
         require(isinstance(self.head, dict), f"{self.where}.head", "must be a mapping.")
         unknown = set(self.head) - set(HEAD_FIELDS)
         require(

@@ -9,7 +9,7 @@ from mmkeras.errors import SpecError
 from mmkeras.spec.data import DataSpec
 from mmkeras.spec.fields import from_mapping, require
 from mmkeras.spec.model import ModelSpec
-from mmkeras.spec.train import TrainSpec
+from mmkeras.spec.train import AUTO, TrainSpec
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class Spec:
         model.check_features(data.features)
         train = from_mapping(TrainSpec, mapping.get("train") or {}, "train")
         require(
-            train.class_weight is None
+            train.class_weight in (None, AUTO)
             or (data.target is not None and data.target.type in ("categorical", "binary")),
             "train.class_weight",
             "only categorical and binary targets take class weights.",

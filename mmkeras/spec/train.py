@@ -7,6 +7,10 @@ from mmkeras.spec.fields import positive_number, require
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("auto", "on", "off", "float16", "bfloat16")
 SCHEDULES = ("constant", "cosine", "exponential")
+# Settings whose value depends on the data are written "auto" and resolved by
+# `mmkeras.training.defaults` when a run starts; the run folder's spec.yaml
+# holds the values used.
+AUTO = "auto"
 
 
 @dataclasses.dataclass
@@ -17,15 +21,27 @@ class TrainSpec:
 
     Args:
         epochs: int. Passes over the training split.
-        optimizer: str. A Keras optimizer name (adam, adamw, sgd, ...).
-        learning_rate: float. Initial learning rate.
-        schedule: str. "constant", "cosine" (decay to 0 over the run) or
-            "exponential" (x0.5 every `epochs / 4` epochs).
-        warmup_epochs: float. Linear warm-up before the schedule.
-        early_stopping_patience: int or None. Stop after this many epochs
-            without a better validation loss; None never stops early.
+        optimizer: str. A Keras optimizer name (adamw, adam, sgd, ...).
+        learning_rate: float. Peak learning rate (reached after the warm-up).
+        weight_decay: float. Decoupled weight decay (any optimizer; 0 for none).
+        schedule: str. "constant" (after the warm-up), "cosine" (decay to 0
+            over the run) or "exponential" (x0.5 every `epochs / 4` epochs).
+            Constant is the default: with early stopping a run rarely lasts
+            its planned epochs, and in short runs a decay to 0 leaves the
+            model undertrained (measured in the README).
+        warmup_epochs: float or "auto". Linear warm-up before the schedule;
+            "auto" is a tenth of the run, at most one epoch.
+        early_stopping_patience: int, None or "auto". Stop after this many
+            epochs without a better validation loss, then go back to the
+            best epoch's weights; None never stops early; "auto" is
+            `AUTO_PATIENCE` when there is validation data.
+        restore_best_weights: bool. With validation data, end the run on the
+            weights of its best epoch (lowest validation loss) rather than
+            its last; `model.keras`, `evaluate` and `export` then use them.
         class_weight: str, dict or None. "auto" weights classes by inverse
-            frequency; or `{label: weight}`.
+            frequency when the training split is imbalanced (largest class
+            at least `IMBALANCE_RATIO` times the smallest), "balanced"
+            always does, None never; or `{label: weight}`.
         mixed_precision: str. "auto" (16-bit compute on a GPU that has fast
             16-bit math: bfloat16 from compute capability 8.0, float16 from
             7.0; float32 elsewhere), "on" (float16), "float16",
@@ -37,12 +53,14 @@ class TrainSpec:
     """
 
     epochs: int = 10
-    optimizer: str = "adam"
+    optimizer: str = "adamw"
     learning_rate: float = 1e-3
+    weight_decay: float = 0.01
     schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    early_stopping_patience: int | None = None
-    class_weight: object | None = None
+    warmup_epochs: float | str = AUTO
+    early_stopping_patience: int | str | None = AUTO
+    restore_best_weights: bool = True
+    class_weight: object | None = AUTO
     mixed_precision: str = "auto"
     strategy: str = "auto"
     seed: int = 1337
@@ -63,9 +81,26 @@ class TrainSpec:
             f"`mixed_precision` must be one of {', '.join(MIXED_PRECISION)}.",
         )
         require(
-            self.class_weight in (None, "auto") or isinstance(self.class_weight, dict),
+            self.class_weight in (None, AUTO, "balanced") or isinstance(self.class_weight, dict),
             self.where,
-            "`class_weight` must be auto or a mapping {label: weight}.",
+            "`class_weight` must be auto, balanced, null or a mapping {label: weight}.",
+        )
+        require(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            self.where,
+            f"`weight_decay` must be a number >= 0, got {self.weight_decay!r}.",
+        )
+        require(
+            self.warmup_epochs == AUTO
+            or (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0),
+            self.where,
+            f"`warmup_epochs` must be auto or a number >= 0, got {self.warmup_epochs!r}.",
+        )
+        patience = self.early_stopping_patience
+        require(
+            patience in (None, AUTO) or (isinstance(patience, int) and patience > 0),
+            self.where,
+            f"`early_stopping_patience` must be auto, null or a whole number > 0, got {patience!r}.",
         )
         require(
             self.profile_batches is None

@@ -1,6 +1,5 @@
 """`mmkeras.train`: a spec to a run folder (see `mmkeras.run_folder`) with a trained Task."""
 
-import collections
 import dataclasses
 import logging
 import math
@@ -21,6 +20,7 @@ from mmkeras.run_folder import RunFolder, load_task
 from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
+from mmkeras.training.defaults import resolve_training_defaults
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -30,33 +30,16 @@ logger = logging.getLogger("mmkeras")
 
 
 def _class_weight(spec, preprocessor):
-    """Inverse-frequency weights (`auto`) or the spec's own, by class index."""
+    """The resolved spec's `{label: weight}` by class index, or None."""
     setting = spec.train.class_weight
     if setting is None:
         return None
-    target = spec.data.target
     labels = preprocessor.target.labels
-    if setting == "auto":
-        source = open_split(spec, "train")
-        exclude = bad_rows(spec, "train", progress=False)
-        counts = collections.Counter(
-            value for key, value in zip(source.keys(), source.column(target.column)) if key not in exclude
-        )
-        total = sum(counts.values())
-        return {i: total / (len(labels) * max(counts[label], 1)) for i, label in enumerate(labels)}
     unknown = set(map(str, setting)) - set(labels)
     if unknown:
         raise SpecError(f"train.class_weight: unknown label(s) {sorted(unknown)}; labels are {labels}.")
-    return {
-        i: float(setting.get(label, setting.get(_as_number(label), 1.0))) for i, label in enumerate(labels)
-    }
-
-
-def _as_number(label):
-    try:
-        return int(label)
-    except ValueError:
-        return label
+    weights = {str(label): float(weight) for label, weight in setting.items()}
+    return {i: weights.get(label, 1.0) for i, label in enumerate(labels)}
 
 
 def _steps_per_epoch(spec):
@@ -159,9 +142,10 @@ def _train(spec, output_dir, overwrite, verbose):
 
     _check_data(spec)
     preprocessor = _preprocessor(spec, shared)  # resuming: the same vocabularies
+    has_validation = "validation" in available_splits(spec)
+    spec = resolve_training_defaults(spec, preprocessor, has_validation)
     spec.to_yaml(folder.spec, absolute_paths=True)
 
-    has_validation = "validation" in available_splits(spec)
     steps_per_epoch = _steps_per_epoch(spec)
     with strategy.scope():
         task = build_task(spec, preprocessor)
@@ -206,11 +190,9 @@ def _train(spec, output_dir, overwrite, verbose):
         ),
     ]
     if spec.train.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=spec.train.early_stopping_patience, restore_best_weights=True
-            )
-        )
+        # The best weights come back from the `best` checkpoint after training,
+        # which, unlike EarlyStopping's copy in memory, survives a resume.
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=spec.train.early_stopping_patience))
     if has_validation and task.shows_examples and spec.train.tensorboard_examples:
         sample = collect_sample(spec, preprocessor)
         callbacks.append(DataSummaries(folder.logs, sample, spec, spec.train.tensorboard_examples))
@@ -232,6 +214,9 @@ def _train(spec, output_dir, overwrite, verbose):
         )
     if nan_guard.failure:
         raise TrainingError(nan_guard.failure)
+    if spec.train.restore_best_weights and has_validation and os.path.exists(folder.best):
+        # The run ends on its best validation epoch, not on whichever was last.
+        task.load_weights(folder.best)
 
     evaluate = (
         loop.evaluate if multi_worker else lambda data: task.evaluate(data, return_dict=True, verbose=0)

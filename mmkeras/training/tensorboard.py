@@ -130,6 +130,7 @@ def write_hparams(log_dir, spec, metrics):
         "epochs": spec.train.epochs,
         "optimizer": spec.train.optimizer,
         "learning_rate": spec.train.learning_rate,
+        "weight_decay": spec.train.weight_decay,
         "schedule": spec.train.schedule,
     }
     for name, encoder in spec.model.encoders.items():
