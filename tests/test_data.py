@@ -1,4 +1,5 @@
 import collections
+import csv
 import os
 import re
 import subprocess
@@ -11,10 +12,12 @@ import tensorflow as tf
 from PIL import Image
 
 from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_split, write_tfrecords
-from mmkeras.datasets import build_emoji
+from mmkeras.datasets import build_emoji, build_flickr8k, build_ham10000
 from mmkeras.datasets.files import write_wav
 from mmkeras.errors import BadRecordError
 from tests.conftest import two_cpu_strategy, write_spec
+
+SPLITS = ("train", "validation", "test")
 
 
 def _rows(dataset):
@@ -257,6 +260,33 @@ def test_emoji_dataset(data_root, tmp_path):
     assert retrieval.data.target is None
     inputs = next(iter(make_dataset(retrieval, "test", batch_size=4)))
     assert inputs["image"].shape == (4, 64, 64, 3) and inputs["name"].shape == (4, 16)
+
+
+def test_ham10000_dataset_splits_by_lesion(data_root, tmp_path):
+    spec = build_ham10000(str(tmp_path), data_root_dir=data_root)
+    splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in SPLITS}
+    assert sum(len(rows) for rows in splits.values()) == 5984
+    lesions = {name: {row["lesion_id"] for row in rows} for name, rows in splits.items()}
+    assert not (lesions["train"] & lesions["validation"] or lesions["train"] & lesions["test"])
+    assert not lesions["validation"] & lesions["test"]
+    assert len(splits["test"]) == pytest.approx(0.2 * 5984, rel=0.05)
+    for rows in splits.values():  # stratified: nv is about 72% of every split
+        assert sum(row["dx"] == "nv" for row in rows) / len(rows) == pytest.approx(4323 / 5984, abs=0.02)
+    assert "dx_type" not in splits["train"][0]  # it gives the answer away
+    batch = next(iter(make_dataset(spec, "test", batch_size=4)))
+    assert batch[0]["image"].shape == (4, 64, 64, 3)
+
+
+def test_flickr8k_dataset_splits_by_photo(data_root, tmp_path):
+    spec = build_flickr8k(str(tmp_path), data_root_dir=data_root)
+    splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in SPLITS}
+    images = {name: [row["image"] for row in rows] for name, rows in splits.items()}
+    assert len(splits["train"]) == 5 * len(set(images["train"]))  # every caption of a photo
+    for held_out in ("validation", "test"):  # one caption each: one right answer per query
+        assert len(images[held_out]) == len(set(images[held_out]))
+        assert not set(images[held_out]) & set(images["train"])
+    assert len(set(images["train"])) + len(images["validation"]) + len(images["test"]) == 1000
+    assert spec.data.target is None
 
 
 def _mmkeras(*args, cwd=None):

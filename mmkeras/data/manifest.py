@@ -157,6 +157,31 @@ def split_indices(labels, fraction, seed, stratify):
     return kept, sorted(held_out)
 
 
+def split_by_group(rows, group, label, fractions, seed):
+    """Rows (dicts) split into len(fractions) + 1 parts, no group in two parts.
+
+    Groups (for example lesions) are assigned whole, seeded, and stratified by
+    the `label` column of their first row (None: not stratified), so each
+    part keeps the class balance. `fractions` are the held-out parts' shares
+    of all groups; the first part gets the rest.
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[group], row[label] if label else "")
+    names = sorted(groups)
+    parts = []
+    remaining = list(range(len(names)))
+    share_left = 1.0
+    for fraction in fractions:
+        labels = [groups[names[i]] for i in remaining]
+        kept, held = split_indices(labels, fraction / share_left, seed, True)
+        parts.append({names[remaining[i]] for i in held})
+        remaining = [remaining[i] for i in kept]
+        share_left -= fraction
+    parts.insert(0, {names[i] for i in remaining})
+    return [[row for row in rows if row[group] in part] for part in parts]
+
+
 class ManifestSource:
     """Reads one split from a manifest: paths and text in, file bytes out.
 

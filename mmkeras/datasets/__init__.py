@@ -3,4 +3,6 @@
 from mmkeras.datasets.avmnist import build_avmnist
 from mmkeras.datasets.emoji import build_emoji, load_emoji
 from mmkeras.datasets.files import DATA_ENV, data_root
+from mmkeras.datasets.flickr8k import build_flickr8k, load_flickr8k
+from mmkeras.datasets.ham10000 import build_ham10000, load_ham10000
 from mmkeras.datasets.quickstart import build_quickstart

@@ -1,0 +1,70 @@
+"""Flickr8k: photographs with five English captions each, for text-to-image search.
+
+Read from `flickr8k/` in the data folder (1,000 photographs, about 200 px on
+the long side, `captions_en.csv`). Splits are made by photograph, so no
+picture is in two of them. Training has one row per caption (five per
+photograph); validation and test one row per photograph (its first caption),
+so that recall@k asks for the one right picture among all of the split's.
+"""
+
+import csv
+import os
+
+from mmkeras.data.manifest import split_by_group
+from mmkeras.datasets.files import data_root, write_csv, write_spec
+
+
+def load_flickr8k(data_root_dir=None):
+    """The English captions as dicts with `image` (absolute path) and `caption`."""
+    root = os.path.join(data_root(data_root_dir), "flickr8k")
+    with open(os.path.join(root, "captions_en.csv"), encoding="utf-8", newline="") as f:
+        return [
+            {"image": os.path.join(root, "images", row["image"]), "caption": row["caption"].strip()}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _first_caption_each(rows):
+    seen = set()
+    firsts = []
+    for row in rows:
+        if row["image"] not in seen:
+            seen.add(row["image"])
+            firsts.append(row)
+    return firsts
+
+
+def build_flickr8k(
+    output_dir, data_root_dir=None, image_size=96, validation_fraction=0.1, test_fraction=0.2, seed=0
+):
+    """Writes Flickr8k retrieval manifests (train, validation, test by photo) and a spec.
+
+    Args:
+        output_dir: str. Where the manifests and spec are written.
+        data_root_dir: str or None. The data folder; $MMKERAS_DATA when None.
+        image_size: int. Photographs are resized to this square size.
+        validation_fraction: float. Share of the photographs held out for validation.
+        test_fraction: float. Share of the photographs held out for testing.
+        seed: int. Seeds the split.
+
+    Returns:
+        The `Spec` written to `output_dir/spec.yaml` (no target: a dual encoder).
+    """
+    rows = load_flickr8k(data_root_dir)
+    train, validation, test = split_by_group(rows, "image", None, [validation_fraction, test_fraction], seed)
+    write_csv(os.path.join(output_dir, "train.csv"), train, ["image", "caption"])
+    for name, part in (("validation", validation), ("test", test)):
+        write_csv(os.path.join(output_dir, f"{name}.csv"), _first_caption_each(part), ["image", "caption"])
+    data = {
+        "train": "train.csv",
+        "validation": "validation.csv",
+        "test": "test.csv",
+        "features": [
+            {"name": "caption", "modality": "text", "max_tokens": 5000, "sequence_length": 24},
+            {"name": "image", "modality": "image", "size": [image_size, image_size], "channels": 3},
+        ],
+        "batch_size": 64,
+        "cache": "memory",
+        "seed": seed,
+    }
+    return write_spec(os.path.join(output_dir, "spec.yaml"), data)
