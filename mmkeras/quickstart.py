@@ -86,9 +86,11 @@ def run_quickstart(dataset, output_dir, saved_models, rows=600, epochs=None, see
     print("\nTest accuracy, the fused model against each modality alone:")
     for name, row in table.items():
         print(f"  {name:<24} {row['accuracy']:.3f}   {row['run_dir']}")
-    print("Linear baselines on the same test split:")
-    for name, scores in table["fused"]["report"]["baselines"].items():
-        print(f"  {name:<34} {scores['accuracy']:.3f}")
+    report = table["fused"]["report"]
+    metric = report["headline"]
+    print(f"Linear baselines on the same test split ({metric}; the fused model's is {report[metric]:.3f}):")
+    for name, scores in report["baselines"].items():
+        print(f"  {name:<34} {scores[metric]:.3f}")
     fused = table["fused"]["run_dir"]
     exported = export_run(fused, os.path.join(saved_models, dataset))
     root = os.path.dirname(exported.models_config)
