@@ -480,3 +480,28 @@ def test_balanced_accuracy_is_the_mean_recall_of_the_present_classes():
     true = [0] * 8 + [1] * 2
     report = classification_report(true, [0] * 10, ["common", "rare", "absent"])
     assert report["accuracy"] == 0.8 and report["balanced_accuracy"] == 0.5
+
+
+def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_path):
+    # Validation rows with every label swapped for another: the better the
+    # model learns the training rows, the worse its validation loss, so the
+    # best validation epoch is an early one and the last epoch is not it.
+    swap = {"circle_high": "square_low", "square_low": "circle_high", "circle_low": "square_high"}
+    swap["square_high"] = "circle_low"
+    lines = open(os.path.join(quickstart_dir, "test.csv")).read().splitlines()
+    wrong = [lines[0]] + [line.rsplit(",", 1)[0] + "," + swap[line.rsplit(",", 1)[1]] for line in lines[1:]]
+    (open(os.path.join(quickstart_dir, "validation_swapped.csv"), "w")).write("\n".join(wrong) + "\n")
+    spec_path = write_train_spec(
+        os.path.join(quickstart_dir, "spec.yaml"),
+        data={"validation": "validation_swapped.csv", "validation_split": None},
+        epochs=4,
+        early_stopping_patience=None,
+        tensorboard_examples=0,
+    )
+    result = train(Spec.from_yaml(spec_path), str(tmp_path / "run"), verbose=0)
+    history = [float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / "run" / "history.csv"))]
+    assert len(history) == 4 and history.index(min(history)) < 3, history  # the last is not the best
+    assert result.metrics["loss"] == pytest.approx(min(history), rel=1e-3)
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
+    best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, best))
