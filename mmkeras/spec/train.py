@@ -32,9 +32,9 @@ class TrainSpec:
         warmup_epochs: float or "auto". Linear warm-up before the schedule;
             "auto" is a tenth of the run, at most one epoch.
         early_stopping_patience: int, None or "auto". Stop after this many
-            epochs without a better validation loss, then go back to the
-            best epoch's weights; None never stops early; "auto" is
-            `AUTO_PATIENCE` when there is validation data.
+            epochs without a better validation loss (`restore_best_weights`
+            decides which weights the run ends on); None never stops early;
+            "auto" is `AUTO_PATIENCE` when there is validation data.
         restore_best_weights: bool. With validation data, end the run on the
             weights of its best epoch (lowest validation loss) rather than
             its last; `model.keras`, `evaluate` and `export` then use them.
