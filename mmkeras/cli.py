@@ -46,9 +46,10 @@ def cmd_train(args):
         print(f"Run folders: {', '.join(result.runs.values())}")
         print(f"Validation over {args.seeds} seeds (mean ± standard deviation, min to max):")
         for name, values in result.summary.items():
+            marker = "  <- headline" if name == result.headline else ""
             print(
                 f"  {name:<18} {values['mean']:.4f} ± {values['std']:.4f}   "
-                f"({values['min']:.4f} to {values['max']:.4f})"
+                f"({values['min']:.4f} to {values['max']:.4f}){marker}"
             )
         print(f"Summary: {result.path}")
         return 0
@@ -232,7 +233,8 @@ def build_parser():
         type=int,
         default=1,
         help="train N times (seeds train.seed, train.seed + 1, ...) into OUTPUT_DIR/seed-SEED and "
-        "report each validation metric's mean and spread, to tell a real difference from noise",
+        "report the mean and spread of the task's headline metric (e.g. balanced_accuracy) and of each "
+        "validation metric, to tell a real difference from noise",
     )
     train.set_defaults(run=cmd_train)
 

@@ -163,6 +163,7 @@ def test_retrieval_model_exports_both_encoders(data_root, tmp_path):
     # The dual encoder's own evaluation: recall over the test split as one index.
     report = evaluate_run(run)
     assert report["rows"] == len(source) and "modality_ablation" not in report
+    assert report["headline"] == "text_to_image@10"  # what `train --seeds` and the benchmarks compare
     for side in ("text_to_image", "image_to_text"):
         assert 0 <= report[f"{side}@1"] <= report[f"{side}@5"] <= report[f"{side}@10"] <= 1
     assert report["image_to_text@10"] > 10 / len(source)  # better than chance after one epoch

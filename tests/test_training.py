@@ -199,6 +199,12 @@ def test_training_under_several_seeds_reports_mean_and_spread(quickstart_dir, tm
     loss = summary["summary"]["loss"]
     assert loss["values"] == losses and loss["mean"] == pytest.approx(np.mean(losses))
     assert loss["std"] == pytest.approx(np.std(losses, ddof=1))
+    # The headline comes first: the task's own metric on the validation split, per seed.
+    headline = summary["headline"]
+    assert list(summary["summary"])[0] == headline and f"{headline:<18}" in result.stdout
+    evaluations = [os.path.join(run, "evaluation", "validation", "metrics.json") for run in runs]
+    scores = [json.load(open(path))[headline] for path in evaluations]
+    assert summary["summary"][headline]["values"] == scores
 
 
 def test_run_folder_of_an_older_version_is_named(trained_run, tmp_path):

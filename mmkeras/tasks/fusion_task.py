@@ -108,10 +108,6 @@ class FusionTask(Task):
         """Metrics of encoded targets against predictions (a dict)."""
         raise NotImplementedError
 
-    def headline(self, report):
-        """(name, value): the one number an ablation and the baselines compare."""
-        raise NotImplementedError
-
     def report_figures(self, report, targets, predictions):
         """{file name: PNG bytes} that show the report."""
         raise NotImplementedError

@@ -161,6 +161,14 @@ class Task(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def headline(self, report: dict) -> tuple[str, float]:
+        """(name, value): the one number of an evaluation report that compares runs.
+
+        What the baselines, the modality ablation and `mmkeras train --seeds`
+        compare; every report `evaluate_dataset` returns names it as `headline`.
+        """
+        raise NotImplementedError
+
     def serving_outputs(self, predictions: tf.Tensor) -> dict[str, tf.Tensor]:
         """The serving signature's outputs (a dict of tensors) for a batch of predictions."""
         raise NotImplementedError
