@@ -54,6 +54,16 @@ def test_round_trip_through_yaml(tmp_path):
             r"unknown field `max_token`. Did you mean `max_tokens`",
         ),
         (lambda d: d.update(validation="v.csv", validation_split=0.1), "either `validation`"),
+        (lambda d: d.update(test="t.csv", test_split=0.1), "either `test`"),
+        (lambda d: d.update(validation_split=1.5), r"data.validation_split: `fraction` must be in \(0, 1\)"),
+        (
+            lambda d: d.update(validation_split={"fraction": 0.1, "group_by": "a", "order_by": "b"}),
+            "`group_by` or `order_by`, not both",
+        ),
+        (
+            lambda d: d.update(test_split={"fraction": 0.1, "groupby": "user"}),
+            r"data.test_split: unknown field `groupby`. Did you mean `group_by`",
+        ),
         (lambda d: d["target"].update(type="ordinal"), r"data.target: `type` must be one of"),
         (lambda d: d["features"][1].update(size=[16]), r"`size` must be \[height, width\]"),
         (lambda d: d.update(on_bad_record="ignore"), "`on_bad_record` must be `error` or `skip`"),

@@ -28,6 +28,7 @@ def convert_spec_to_tfrecords(spec, output_dir, num_shards=8, progress=True):
     """
     layout = spec.to_dict(absolute_paths=True)
     layout["data"].pop("validation_split", None)
+    layout["data"].pop("test_split", None)
     patterns = {}
     for split in available_splits(spec):
         source = open_split(spec, split)

@@ -112,13 +112,19 @@ def read_rows(path):
     )
 
 
-def read_manifest(path, spec):
-    """Reads the columns that `spec` needs from a CSV or JSONL manifest."""
+def read_manifest(path, spec, held_out_columns=False):
+    """Reads the columns that `spec` needs from a CSV or JSONL manifest.
+
+    With `held_out_columns`, also the columns its held-out splits group or
+    order the rows by (the training manifest's).
+    """
     header, rows, lines = read_rows(path)
     data = spec.data
     wanted = {f.column: f"data.features[{f.name}].column" for f in data.features}
     if data.target is not None:
         wanted[data.target.column] = "data.target.column"
+    if held_out_columns:
+        wanted = {**data.held_out_columns(), **wanted}
     for column, field in wanted.items():
         if column not in header:
             close = difflib.get_close_matches(column, header, n=1)
@@ -157,6 +163,23 @@ def split_indices(labels, fraction, seed, stratify):
     return kept, sorted(held_out)
 
 
+def split_indices_by_group(groups, labels, fraction, seed, stratify):
+    """Seeded split of row indices whole groups at a time: (kept, held_out).
+
+    `fraction` is the share of groups held out; with `stratify`, per label
+    of each group's first row, so both sides keep the class balance.
+    """
+    first_label = {}
+    for group, label in zip(groups, labels):
+        first_label.setdefault(group, label)
+    names = sorted(first_label)
+    _, held = split_indices([first_label[name] for name in names], fraction, seed, stratify)
+    held_groups = {names[i] for i in held}
+    kept_rows = [i for i, group in enumerate(groups) if group not in held_groups]
+    held_rows = [i for i, group in enumerate(groups) if group in held_groups]
+    return kept_rows, held_rows
+
+
 def split_by_group(rows, group, label, fractions, seed):
     """Rows (dicts) split into len(fractions) + 1 parts, no group in two parts.
 
@@ -165,21 +188,21 @@ def split_by_group(rows, group, label, fractions, seed):
     part keeps the class balance. `fractions` are the held-out parts' shares
     of all groups; the first part gets the rest.
     """
-    groups = {}
-    for row in rows:
-        groups.setdefault(row[group], row[label] if label else "")
-    names = sorted(groups)
+    remaining = list(range(len(rows)))
     parts = []
-    remaining = list(range(len(names)))
     share_left = 1.0
     for fraction in fractions:
-        labels = [groups[names[i]] for i in remaining]
-        kept, held = split_indices(labels, fraction / share_left, seed, True)
-        parts.append({names[remaining[i]] for i in held})
+        kept, held = split_indices_by_group(
+            [rows[i][group] for i in remaining],
+            [rows[i][label] if label else "" for i in remaining],
+            fraction / share_left,
+            seed,
+            True,
+        )
+        parts.append([rows[remaining[i]] for i in held])
         remaining = [remaining[i] for i in kept]
         share_left -= fraction
-    parts.insert(0, {names[i] for i in remaining})
-    return [[row for row in rows if row[group] in part] for part in parts]
+    return [[rows[i] for i in remaining], *parts]
 
 
 class ManifestSource:

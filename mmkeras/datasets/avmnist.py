@@ -3,7 +3,9 @@
 Built from the Free Spoken Digit Dataset (8 kHz WAV recordings) and MNIST.
 Recordings of takes 5-49 are paired with MNIST training images, takes 0-4
 (FSDD's official test split) with MNIST test images, so no speaker take or
-image of the test split is ever seen in training. Clean MNIST is almost solved
+image of the test split is ever seen in training; validation holds out whole
+recordings (`group_by: audio`), so a recording paired with several images is
+never on both sides. Clean MNIST is almost solved
 by the image alone; the MultiBench-style degradation (image energy removed
 along the top principal components, noise added to the audio) makes the two
 modalities need each other.
@@ -86,7 +88,8 @@ def build_avmnist(
             clips are written as new WAV files.
         images_per_recording: int. Training rows per recording, each paired
             with a different image (the test split always uses one).
-        validation_split: float. Held out of the training rows, stratified.
+        validation_split: float. The share of the training recordings held
+            out for validation, stratified, each with all its rows.
         duration_s: float. Clip length in the spec.
 
     Returns:
@@ -136,7 +139,8 @@ def build_avmnist(
         os.path.join(output_dir, "spec.yaml"),
         {
             "train": "train.csv",
-            "validation_split": validation_split,
+            # By recording: its rows (one per image paired with it) stay on one side.
+            "validation_split": {"fraction": validation_split, "group_by": "audio"},
             "test": "test.csv",
             "features": [
                 {"name": "image", "modality": "image", "column": "image", "size": [28, 28], "channels": 1},

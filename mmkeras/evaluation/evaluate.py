@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+from mmkeras.data.check import available_splits
 from mmkeras.data.dataset import make_dataset
 from mmkeras.evaluation.baselines import evaluate_baselines
 from mmkeras.reporting import plots
@@ -71,7 +72,7 @@ def evaluate_run(
     if data is not None:
         spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, test=os.path.abspath(data)))
         split = "test"
-    elif split == "test" and not spec.data.test:
+    elif split == "test" and "test" not in available_splits(spec):
         split = "validation"
     dataset = make_dataset(spec, split, preprocessor=run.task.preprocessor, batch_size=BATCH_SIZE)
     evaluation = run.task.evaluate_dataset(dataset)

@@ -22,6 +22,7 @@ def _manifest_spec(spec, data):
             validation=None,
             validation_split=None,
             test=None,
+            test_split=None,
             target=None,
             on_bad_record="skip",
         ),

@@ -226,6 +226,58 @@ class TargetSpec:
 
 
 @dataclasses.dataclass
+class HeldOutSplit:
+    """Rows held out of the training manifest, for validation or for testing.
+
+    Written in a spec as a fraction (`validation_split: 0.1`, a seeded random
+    split, stratified by a classification target) or as a mapping that keeps
+    related rows together:
+
+    - `{fraction: 0.1, group_by: patient}`: whole groups (patients, users,
+      events, lesions) are held out, so no group is in two splits; the
+      fraction counts groups, and the split is stratified by each group's
+      first target.
+    - `{fraction: 0.1, order_by: date}`: the rows with the largest values of
+      that column (numbers, or text such as ISO dates, which sort by time),
+      so the model is checked on what comes after what it learned from.
+      Rows tied with the first held-out value are held out with it.
+
+    Args:
+        fraction: float. In (0, 1): the share of rows (or groups) held out.
+        group_by: str or None. A manifest column naming each row's group.
+        order_by: str or None. A manifest column to order the rows by.
+    """
+
+    fraction: float
+    group_by: str | None = None
+    order_by: str | None = None
+    where: str = dataclasses.field(default="data.validation_split", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            isinstance(self.fraction, (int, float))
+            and not isinstance(self.fraction, bool)
+            and 0 < self.fraction < 1,
+            self.where,
+            f"`fraction` must be in (0, 1), got {self.fraction!r}.",
+        )
+        require(
+            not (self.group_by and self.order_by),
+            self.where,
+            "give `group_by` or `order_by`, not both.",
+        )
+
+    @classmethod
+    def parse(cls, value, where):
+        """A HeldOutSplit from a spec's fraction or mapping (None stays None)."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return from_mapping(cls, value, where)
+        return cls(fraction=value, where=where)
+
+
+@dataclasses.dataclass
 class DataSpec:
     """Where the data is and how to read it.
 
@@ -233,10 +285,14 @@ class DataSpec:
         train: str. The training manifest: a .csv, a .jsonl, or a TFRecord
             glob written by `mmkeras data to-tfrecord`.
         validation: str or None. The validation manifest.
-        validation_split: float or None. Fraction of the training rows held
-            out for validation (seeded; stratified for classification) when
-            there is no validation manifest.
+        validation_split: HeldOutSplit, float or None. The training rows
+            held out for validation when there is no validation manifest: a
+            fraction, or `{fraction, group_by}` / `{fraction, order_by}`
+            (see HeldOutSplit).
         test: str or None. The test manifest.
+        test_split: HeldOutSplit, float or None. The rows held out for
+            testing when the data comes as one manifest, taken before the
+            validation rows (which are then a fraction of the rest).
         features: list. Text, image and audio features.
         target: TargetSpec or None. None for retrieval (pairs without labels).
         on_bad_record: str. "error" stops before training with every bad row
@@ -251,8 +307,9 @@ class DataSpec:
     train: str
     features: list
     validation: str | None = None
-    validation_split: float | None = None
+    validation_split: HeldOutSplit | None = None
     test: str | None = None
+    test_split: HeldOutSplit | None = None
     target: TargetSpec | None = None
     on_bad_record: str = "error"
     batch_size: int = 32
@@ -299,11 +356,22 @@ class DataSpec:
             self.where,
             "give either `validation` (a manifest) or `validation_split`, not both.",
         )
-        if self.validation_split is not None:
-            require(
-                0 < self.validation_split < 1,
-                self.where,
-                f"`validation_split` must be in (0, 1), got {self.validation_split!r}.",
-            )
+        require(
+            not (self.test and self.test_split),
+            self.where,
+            "give either `test` (a manifest) or `test_split`, not both.",
+        )
+        self.validation_split = HeldOutSplit.parse(self.validation_split, f"{self.where}.validation_split")
+        self.test_split = HeldOutSplit.parse(self.test_split, f"{self.where}.test_split")
         positive_number(self.batch_size, self.where, "batch_size")
         positive_number(self.shuffle_buffer, self.where, "shuffle_buffer")
+
+    def held_out_columns(self):
+        """{column: spec field} of the columns the held-out splits group or order by."""
+        columns = {}
+        for name in ("test_split", "validation_split"):
+            split = getattr(self, name)
+            for key in ("group_by", "order_by"):
+                if split is not None and getattr(split, key):
+                    columns[getattr(split, key)] = f"{self.where}.{name}.{key}"
+        return columns
