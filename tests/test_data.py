@@ -212,7 +212,7 @@ def bad_spec(tmp_path, data_root):
 
 def test_check_names_each_bad_row_column_and_reason(bad_spec):
     results = check_spec(bad_spec, progress=False)
-    found = {(r.location.rsplit(":", 1)[1], r.column): r.reason for r in results["train"]}
+    found = {(r.location.rsplit(":", 1)[1], r.column): r.reason for r in results["train"].bad}
     expected = {
         ("3", "image"): "zero-byte file",
         ("4", "image"): "cannot be decoded as an image",
@@ -227,8 +227,8 @@ def test_check_names_each_bad_row_column_and_reason(bad_spec):
     assert set(found) == set(expected)
     for key, pattern in expected.items():
         assert re.search(pattern, found[key]), (key, found[key])
-    assert all(r.location.startswith(bad_spec.resolve("train.csv")) for r in results["train"])
-    [unknown] = results["validation"]
+    assert all(r.location.startswith(bad_spec.resolve("train.csv")) for r in results["train"].bad)
+    [unknown] = results["validation"].bad
     assert unknown.location.endswith("validation.csv:3") and "unknown label `zebra`" in unknown.reason
 
 
@@ -323,7 +323,8 @@ def test_cli_quickstart_and_to_tfrecord(tmp_path):
     assert result.returncode == 0, result.stderr
     check = _mmkeras("data", "check", str(tmp_path / "records" / "spec.yaml"), "--quiet")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "train       0 bad row(s)" in check.stdout and "test        0 bad row(s)" in check.stdout
+    assert re.search(r"train\s+\d+ rows, 0 bad", check.stdout), check.stdout
+    assert re.search(r"test\s+\d+ rows, 0 bad", check.stdout), check.stdout
 
 
 @pytest.mark.parametrize(
@@ -354,7 +355,7 @@ def test_spec_error_is_reported_without_a_traceback(tmp_path):
 
 
 def test_check_on_tfrecords_names_the_original_manifest_rows(bad_spec, tmp_path):
-    found = check_spec(bad_spec, progress=False)["train"]
+    found = check_spec(bad_spec, progress=False)["train"].bad
     missing = {r.location for r in found if r.reason.startswith("missing file")}
     pattern = write_tfrecords(
         open_split(bad_spec, "train"),
@@ -366,8 +367,124 @@ def test_check_on_tfrecords_names_the_original_manifest_rows(bad_spec, tmp_path)
     data = bad_spec.to_dict()["data"]
     data.update(train=pattern, validation=None)
     records_spec = write_spec(tmp_path / "records", data)
-    again = check_spec(records_spec, progress=False)["train"]
+    again = check_spec(records_spec, progress=False)["train"].bad
     assert {(r.location, r.column, r.reason) for r in again} == {
         (r.location, r.column, r.reason) for r in found if r.location not in missing
     }
     assert len(again) == 8
+
+
+EMOJI_COLUMNS = ["name", "image", "category", "subcategory"]
+EMOJI_FEATURES = [
+    {"name": "name", "modality": "text", "column": "name"},
+    {"name": "image", "modality": "image", "column": "image", "size": [16, 16], "channels": 3},
+]
+
+
+def _report(spec):
+    from mmkeras.data.check import data_report_lines
+
+    return "\n".join(data_report_lines(check_spec(spec, progress=False), spec))
+
+
+def test_grouped_split_keeps_every_group_on_one_side(data_root, tmp_path):
+    # The emoji with their subcategories as groups: real rows, groups of uneven
+    # size, each inside one category (the target the split is stratified by).
+    from mmkeras.datasets.emoji import load_emoji
+    from mmkeras.datasets.files import write_csv
+
+    rows = load_emoji(data_root)
+    write_csv(tmp_path / "all.csv", rows, EMOJI_COLUMNS)
+    data = {
+        "train": "all.csv",
+        "test_split": {"fraction": 0.1, "group_by": "subcategory"},
+        "validation_split": {"fraction": 0.2, "group_by": "subcategory"},
+        "features": EMOJI_FEATURES[:1],
+        "target": {"column": "category"},
+    }
+    spec = write_spec(tmp_path, data)
+    parts = {split: open_split(spec, split) for split in SPLITS}
+    assert sum(len(part) for part in parts.values()) == len(rows)
+    groups = {split: set(part.column("subcategory")) for split, part in parts.items()}
+    assert not groups["train"] & groups["validation"] and not groups["train"] & groups["test"]
+    assert not groups["validation"] & groups["test"]
+    # Stratified: every category with ten or more groups gives some to each held-out split.
+    per_category = collections.Counter(r["category"] for r in {r["subcategory"]: r for r in rows}.values())
+    for split in ("validation", "test"):
+        held = set(parts[split].column("category"))
+        assert {c for c, n in per_category.items() if n >= 10} <= held, (split, held)
+    # Seeded: the same split again; another seed, other groups.
+    assert open_split(spec, "validation").manifest.lines == parts["validation"].manifest.lines
+    reseeded = write_spec(tmp_path, {**data, "seed": 7})
+    assert set(open_split(reseeded, "validation").column("subcategory")) != groups["validation"]
+    # The data check prints each split's size and class balance, and that no group is shared.
+    report = _report(spec)
+    for split, part in parts.items():
+        counts = collections.Counter(part.column("category"))
+        assert re.search(rf"{split}\s+{len(part)} rows, 0 bad", report), report
+        label, count = counts.most_common(1)[0]
+        assert f"{label} {count / len(part):.0%} ({count})" in report
+    assert "validation is 20% of the `subcategory` groups of train, whole" in report
+    shared = f"validation: 0 of its {len(groups['validation'])} `subcategory` groups are also in train"
+    assert shared in report
+
+
+def test_time_ordered_split_holds_out_the_latest_rows(data_root, tmp_path):
+    from mmkeras.datasets.emoji import load_emoji
+    from mmkeras.datasets.files import write_csv
+
+    rows = load_emoji(data_root)[:50]
+    # Dates as ISO text: 2024-01-01 ... with pairs of rows on the same day.
+    days = [f"2024-{1 + i // 2 // 28:02d}-{1 + i // 2 % 28:02d}" for i in range(len(rows))]
+    write_csv(tmp_path / "all.csv", [{**r, "date": d} for r, d in zip(rows, days)], [*EMOJI_COLUMNS, "date"])
+    spec = write_spec(
+        tmp_path,
+        {
+            "train": "all.csv",
+            "validation_split": {"fraction": 0.1, "order_by": "date"},
+            "features": EMOJI_FEATURES[:1],
+            "target": {"column": "category"},
+        },
+    )
+    train, validation = open_split(spec, "train"), open_split(spec, "validation")
+    assert max(train.column("date")) < min(validation.column("date"))
+    # 10% is 5 rows; the 5th latest shares its day with the 6th, which goes with it.
+    assert sorted(validation.column("date")) == sorted(days)[-6:]
+    assert "validation is the last 10% of train by `date`" in _report(spec)
+
+
+def test_leakage_report_finds_the_same_file_under_another_path_and_the_same_text(data_root, tmp_path):
+    import shutil
+
+    from mmkeras.datasets.emoji import load_emoji
+    from mmkeras.datasets.files import write_csv
+
+    every = load_emoji(data_root)
+    rows = every[:30]
+    train, validation = rows[:20], [dict(r) for r in rows[20:]]
+    copy = tmp_path / "copies" / "renamed.png"
+    copy.parent.mkdir()
+    shutil.copy(train[3]["image"], copy)
+    validation[1]["image"] = str(copy)  # train's 4th picture, under another name
+    validation[4]["name"] = "  " + train[7]["name"].upper() + " "  # train's 8th name, other case and spaces
+    write_csv(tmp_path / "train.csv", train, EMOJI_COLUMNS)
+    write_csv(tmp_path / "validation.csv", validation, EMOJI_COLUMNS)
+    spec = write_spec(
+        tmp_path,
+        {
+            "train": "train.csv",
+            "validation": "validation.csv",
+            "features": EMOJI_FEATURES,
+            "target": {"column": "category", "labels": sorted({r["category"] for r in every})},
+        },
+    )
+    report = _report(spec)
+    train_csv, validation_csv = spec.resolve("train.csv"), spec.resolve("validation.csv")
+    assert "validation: 1 of 10 rows share their `image` with train" in report, report
+    assert f"{validation_csv}:3 = {train_csv}:5" in report  # header is line 1
+    assert "validation: 1 of 10 rows share their `name` with train" in report
+    assert f"{validation_csv}:6 = {train_csv}:9" in report
+    assert "group_by: <column>" in report  # what to do about it
+    # The same rows, without the copies: nothing to report.
+    write_csv(tmp_path / "validation.csv", rows[20:], EMOJI_COLUMNS)
+    assert "no file or text of a held-out split is in train" in _report(spec)

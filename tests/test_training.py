@@ -3,6 +3,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -407,6 +408,35 @@ def test_defaults_beat_each_modality_and_the_baselines_on_degraded_avmnist(data_
     history = csv.DictReader(open(tmp_path / "runs" / "avmnist" / "fused" / "history.csv"))
     last = [float(row["val_accuracy"]) for row in history][-3:]
     assert max(last) - min(last) <= VALIDATION_SPREAD, last
+
+
+def test_a_grouped_validation_split_trains_and_the_log_shows_the_splits(quickstart_dir, tmp_path):
+    # Every four rows share a group (a user, say): validation holds whole groups out.
+    with open(os.path.join(quickstart_dir, "train.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(os.path.join(quickstart_dir, "grouped.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "user"])
+        writer.writeheader()
+        writer.writerows({**row, "user": f"user{i // 4}"} for i, row in enumerate(rows))
+    spec_path = write_train_spec(
+        os.path.join(quickstart_dir, "spec.yaml"),
+        data={"train": "grouped.csv", "validation_split": {"fraction": 0.25, "group_by": "user"}},
+        epochs=1,
+        tensorboard_examples=0,
+    )
+    result = run_cli("train", spec_path, "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "validation is 25% of the `user` groups of train, whole" in log, log[-3000:]
+    held = re.search(r"validation: 0 of its (\d+) `user` groups are also in train", log)
+    assert held, log[-3000:]
+    groups = (len(rows) + 3) // 4
+    assert 0.2 * groups <= int(held.group(1)) <= 0.3 * groups
+    assert re.search(r"validation\s+\d+ rows, 0 bad; circle_high", log)
+    written = Spec.from_yaml(str(tmp_path / "run" / "spec.yaml")).data.validation_split
+    assert (written.fraction, written.group_by) == (0.25, "user")
+    history = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert len(history) == 1 and float(history[0]["val_loss"]) > 0
 
 
 def test_auto_class_weights_only_for_imbalanced_targets(tmp_path, quickstart_dir):

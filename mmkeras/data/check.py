@@ -5,6 +5,7 @@ halfway through an epoch, and a row that fails is named with its manifest,
 line, column and reason.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import itertools
@@ -15,6 +16,7 @@ import re
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from mmkeras.data.leakage import ContentIndex, content_digest, find_leaks, leakage_lines, shared_groups
 from mmkeras.data.manifest import TARGET_KEY
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadValue
@@ -141,12 +143,53 @@ def training_target_encoder(spec):
     return encoder
 
 
+@dataclasses.dataclass
+class SplitCheck:
+    """What one read of a split found.
+
+    Args:
+        rows: int. Rows in the split.
+        bad: list. Its BadRecords.
+        contents: ContentIndex. Its distinct files and texts, for the leakage report.
+        targets: collections.Counter. Rows per raw label (each label of a
+            multi-label target; empty for a numeric target or none).
+    """
+
+    rows: int
+    bad: list
+    contents: ContentIndex
+    targets: collections.Counter
+
+
+def _digests(features, values):
+    """(feature, digest) of each readable value of a row."""
+    for feature in features:
+        value = values[feature.name]
+        if not isinstance(value, BadValue):
+            digest = content_digest(feature.modality, value)
+            if digest is not None:
+                yield feature.name, digest
+
+
+def _labels(target, value):
+    if target is None or target.type == "numeric" or not value.strip():
+        return []
+    return [label for label in value.split(target.sep) if label] if target.type == "multilabel" else [value]
+
+
 def check_split(spec, split, checker=None, progress=True):
-    """Reads and decodes every row of `split`; returns the list of BadRecords."""
+    """Reads and decodes every row of `split` once; returns its SplitCheck."""
     source = open_split(spec, split)
     checker = checker or _Checker(spec, training_target_encoder(spec))
+    features, target = spec.data.features, spec.data.target
     workers = min(16, 2 * (os.cpu_count() or 1))
-    bad = []
+    result = SplitCheck(len(source), [], ContentIndex(), collections.Counter())
+
+    def check(record):
+        key, values = record
+        found = checker.check_record(key, values)
+        return key, found, list(_digests(features, values)), values.get(TARGET_KEY)
+
     records = source.records()
     with (
         concurrent.futures.ThreadPoolExecutor(workers) as pool,
@@ -156,10 +199,13 @@ def check_split(spec, split, checker=None, progress=True):
     ):
         # Bounded chunks keep only a few hundred rows' bytes in memory at once.
         while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-            for found in pool.map(lambda record: checker.check_record(*record), chunk):
-                bad.extend(found)
+            for key, found, digests, label in pool.map(check, chunk):
+                result.bad.extend(found)
+                for feature, digest in digests:
+                    result.contents.add(feature, digest, key)
+                result.targets.update(_labels(target, label or ""))
             bar.update(len(chunk))
-    return bad
+    return result
 
 
 def available_splits(spec):
@@ -167,13 +213,13 @@ def available_splits(spec):
     splits = ["train"]
     if data.validation or data.validation_split:
         splits.append("validation")
-    if data.test:
+    if data.test or data.test_split:
         splits.append("test")
     return splits
 
 
 def check_spec(spec, progress: bool = True) -> dict:
-    """Checks every split the spec names; returns {split: [BadRecord, ...]}."""
+    """Checks every split the spec names in one read each; returns {split: SplitCheck}."""
     checker = _Checker(spec, training_target_encoder(spec))
     return {
         split: check_split(spec, split, checker=checker, progress=progress)
@@ -181,22 +227,84 @@ def check_spec(spec, progress: bool = True) -> dict:
     }
 
 
-def print_check_report(results, spec):
-    """Prints each split's bad rows and what training will do about them.
+# Classes listed per split in the summary; the rest are counted.
+CLASSES_SHOWN = 10
+
+
+def _balance(targets):
+    if not targets:
+        return ""
+    total = sum(targets.values())
+    shown = [
+        f"{label} {count / total:.0%} ({count})"
+        for label, count in sorted(targets.most_common(CLASSES_SHOWN))
+    ]
+    more = len(targets) - CLASSES_SHOWN
+    return "; " + ", ".join(shown) + (f", and {more} more classes" if more > 0 else "")
+
+
+def _how_held_out(name, held_out, spec):
+    if held_out.group_by:
+        how = f"{held_out.fraction:.0%} of the `{held_out.group_by}` groups of train, whole"
+    elif held_out.order_by:
+        how = f"the last {held_out.fraction:.0%} of train by `{held_out.order_by}`"
+    else:
+        stratified = spec.data.target is not None and task_class(spec.data.target).stratifies_splits
+        how = f"{held_out.fraction:.0%} of train at random{', stratified by label' if stratified else ''}"
+    return f"{name} is {how} (seed {spec.data.seed})"
+
+
+def _group_checks(spec):
+    """(split, column, shared groups, groups in the split) for each split held out by group."""
+    checks = []
+    train = None
+    for split, held_out in (("validation", spec.data.validation_split), ("test", spec.data.test_split)):
+        if held_out is not None and held_out.group_by:
+            train = train or open_split(spec, "train")
+            groups = open_split(spec, split).column(held_out.group_by)
+            shared = shared_groups(train.column(held_out.group_by), groups)
+            checks.append((split, held_out.group_by, shared, len(set(groups))))
+    return checks
+
+
+def data_report_lines(results, spec):
+    """The split summary and the leakage report, as lines of text.
 
     Args:
-        results: dict. `check_spec`'s {split: [BadRecord, ...]}.
+        results: dict. `check_spec`'s {split: SplitCheck}.
+        spec: Spec. How its splits were made.
+    """
+    lines = ["Splits:"]
+    for split, check in results.items():
+        bad = len({record.location for record in check.bad})
+        lines.append(f"  {split:<11} {check.rows:>7} rows, {bad} bad{_balance(check.targets)}")
+    for name, held_out in (("validation", spec.data.validation_split), ("test", spec.data.test_split)):
+        if held_out is not None:
+            lines.append(f"  {_how_held_out(name, held_out, spec)}")
+    lines.append("Leakage between splits:")
+    leaks = find_leaks({split: check.contents for split, check in results.items()})
+    lines.extend(f"  {line}" for line in leakage_lines(leaks, _group_checks(spec)))
+    return lines
+
+
+def print_check_report(results, spec):
+    """Prints the splits, the leakage report, each bad row and what training will do.
+
+    Args:
+        results: dict. `check_spec`'s {split: SplitCheck}.
         spec: Spec. Its `data.on_bad_record` says what happens next.
 
     Returns:
         The number of bad rows over all splits.
     """
+    print("\n".join(data_report_lines(results, spec)))
     total_bad = 0
-    for split, records in results.items():
-        rows = len({record.location for record in records})
+    for split, check in results.items():
+        rows = len({record.location for record in check.bad})
         total_bad += rows
-        print(f"{split:<11} {rows} bad row(s)")
-        for record in records:
+        if rows:
+            print(f"{split}: {rows} bad row(s)")
+        for record in check.bad:
             print(f"  {record}")
     if total_bad and spec.data.on_bad_record == "skip":
         print(f"{total_bad} bad row(s) will be skipped (data.on_bad_record: skip).")

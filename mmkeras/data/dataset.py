@@ -15,7 +15,7 @@ from mmkeras.tasks import task_class
 
 logger = logging.getLogger("mmkeras")
 
-_bad_rows_cache = {}
+_checks_cache = {}
 
 
 def _cache_key(spec, split):
@@ -24,12 +24,17 @@ def _cache_key(spec, split):
     return json.dumps([spec.to_dict(), spec.base_dir, split, stamps], default=str)
 
 
-def bad_records(spec, split, progress=True):
-    """The BadRecords of `split`, checked once per spec and manifest."""
+def checked_split(spec, split, progress=True):
+    """The SplitCheck of `split`: read and checked once per spec and manifest."""
     key = _cache_key(spec, split)
-    if key not in _bad_rows_cache:
-        _bad_rows_cache[key] = check_split(spec, split, progress=progress)
-    return _bad_rows_cache[key]
+    if key not in _checks_cache:
+        _checks_cache[key] = check_split(spec, split, progress=progress)
+    return _checks_cache[key]
+
+
+def bad_records(spec, split, progress=True):
+    """The BadRecords of `split` (see `checked_split`)."""
+    return checked_split(spec, split, progress).bad
 
 
 def bad_rows(spec, split, progress=True):

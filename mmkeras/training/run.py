@@ -11,8 +11,14 @@ import time
 import keras
 import numpy as np
 
-from mmkeras.data.check import available_splits
-from mmkeras.data.dataset import bad_rows, build_preprocessor, make_dataset, make_distributed_dataset
+from mmkeras.data.check import available_splits, data_report_lines
+from mmkeras.data.dataset import (
+    bad_rows,
+    build_preprocessor,
+    checked_split,
+    make_dataset,
+    make_distributed_dataset,
+)
 from mmkeras.data.sample import collect_sample
 from mmkeras.data.splits import open_split
 from mmkeras.errors import SpecError, TrainingError
@@ -60,8 +66,12 @@ def _best_so_far(folder, monitor):
 
 
 def _check_data(spec):
-    """The bad-record check on every split, before anything is built."""
-    for split in available_splits(spec):
+    """The bad-record check on every split, before anything is built; logs
+    the split summary and the leakage report found in the same read."""
+    checks = {split: checked_split(spec, split) for split in available_splits(spec)}
+    for line in data_report_lines(checks, spec):
+        logger.info(line)
+    for split in checks:
         bad_rows(spec, split)
 
 
