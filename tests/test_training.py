@@ -380,9 +380,12 @@ def test_quickstart_main_job(tmp_path):
 
 # The real-data regression check of the defaults (see the README's table):
 # the default spec's fused model must beat every linear baseline by this much
-# test accuracy, and its validation accuracy must have settled: the last three
-# epochs within this spread.
+# of the headline metric, and its validation accuracy must have settled: the
+# last three epochs within this spread. Emoji's margin is smaller: its names
+# alone give TF-IDF 0.554 balanced accuracy, and the defaults measured
+# 0.648 ± 0.019 over three seeds.
 BASELINE_MARGIN = 0.10
+EMOJI_BASELINE_MARGIN = 0.04
 VALIDATION_SPREAD = 0.15
 
 
@@ -407,6 +410,27 @@ def test_defaults_beat_each_modality_and_the_baselines_on_degraded_avmnist(data_
     assert all(table["fused"] >= value + BASELINE_MARGIN for value in baselines.values()), (table, baselines)
     history = csv.DictReader(open(tmp_path / "runs" / "avmnist" / "fused" / "history.csv"))
     last = [float(row["val_accuracy"]) for row in history][-3:]
+    assert max(last) - min(last) <= VALIDATION_SPREAD, last
+
+
+def test_defaults_beat_the_baselines_on_emoji(data_root, tmp_path):
+    # The second real data set: emoji names and pictures, an imbalanced
+    # category target, trained and evaluated as a user would from the CLI.
+    from mmkeras.datasets import build_emoji
+
+    build_emoji(str(tmp_path / "data"), data_root_dir=data_root)
+    run = tmp_path / "run"
+    result = run_cli("train", str(tmp_path / "data" / "spec.yaml"), "--output-dir", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli("evaluate", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Baselines on the same split" in result.stdout
+    report = json.load(open(run / "evaluation" / "test" / "metrics.json"))
+    assert report["headline"] == "balanced_accuracy"  # the categories are imbalanced
+    assert set(report["baselines"]) == {"constant", "name: TF-IDF + linear", "image: pixels + linear"}
+    leads = report["above_baselines"]
+    assert all(lead >= EMOJI_BASELINE_MARGIN for lead in leads.values()), (report["balanced_accuracy"], leads)
+    last = [float(row["val_accuracy"]) for row in csv.DictReader(open(run / "history.csv"))][-3:]
     assert max(last) - min(last) <= VALIDATION_SPREAD, last
 
 
