@@ -82,11 +82,15 @@ def last_epochs_spread(run_dir, count=3):
     return max(tail) - min(tail)
 
 
-def measure(name, work, seeds, augment=False):
+VARIANTS = ("defaults", "previous")
+
+
+def measure(name, work, seeds, augment=False, variants=VARIANTS):
     spec = DATASETS[name](os.path.join(work, name, "data"))
-    variants = {"defaults": with_augmentation(spec) if augment else spec, "previous": previous_settings(spec)}
+    specs = {"defaults": with_augmentation(spec) if augment else spec, "previous": previous_settings(spec)}
     result = {"runs": {}, "spread": {}}
-    for variant, variant_spec in variants.items():
+    for variant in variants:
+        variant_spec = specs[variant]
         scores, spreads = [], []
         for seed in range(seeds):
             run_dir = os.path.join(work, name, variant, f"seed-{seed}")
@@ -94,7 +98,7 @@ def measure(name, work, seeds, augment=False):
                 variant_spec, train=dataclasses.replace(variant_spec.train, seed=seed)
             )
             train(seeded, run_dir, overwrite=True, verbose=0)
-            first = variant == "defaults" and seed == 0
+            first = variant == variants[0] and seed == 0
             report = evaluate_run(run_dir, baselines=first)
             metric, value = headline(report)
             if first:
@@ -110,6 +114,13 @@ def measure(name, work, seeds, augment=False):
     return result
 
 
+def _mean_and_spread(values):
+    """Mean ± standard deviation (n - 1, as `mmkeras train --seeds` reports it)."""
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
 def table(results):
     lines = [
         "| data set | metric | constant / chance | best linear baseline | previous settings | defaults |"
@@ -121,13 +132,12 @@ def table(results):
         constant = baselines.pop("constant", baselines.pop("chance", float("nan")))
         best = max(baselines.items(), key=lambda kv: kv[1]) if baselines else ("-", float("nan"))
 
-        def spread_of(values):
-            return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-
+        runs = result["runs"]
+        spread = result["spread"].get("defaults")
         lines.append(
             f"| {name} | {result['metric']} | {constant:.3f} | {best[1]:.3f} ({best[0]}) | "
-            f"{spread_of(result['runs']['previous'])} | {spread_of(result['runs']['defaults'])} | "
-            f"{np.mean(result['spread']['defaults']):.3f} |"
+            f"{_mean_and_spread(runs.get('previous'))} | {_mean_and_spread(runs.get('defaults'))} | "
+            f"{f'{np.mean(spread):.3f}' if spread else '-'} |"
         )
     return "\n".join(lines)
 
@@ -141,11 +151,14 @@ def main(argv=None):
     parser.add_argument("--work-dir", help="where data and runs go (default: a temporary folder)")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--augment", action="store_true", help="add image augmentation to the defaults")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="which settings to train"
+    )
     args = parser.parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     results = {}
     for name in args.datasets:
-        results[name] = measure(name, work, args.seeds, args.augment)
+        results[name] = measure(name, work, args.seeds, args.augment, tuple(args.variants))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2)
