@@ -77,7 +77,8 @@ def headline(report):
 
 def last_epochs_spread(run_dir, count=3):
     with open(os.path.join(run_dir, "history.csv")) as f:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(f)]
+        # The fused head's loss: `val_loss` also holds the unimodal heads'.
+        losses = [float(row.get("val_fused_loss") or row["val_loss"]) for row in csv.DictReader(f)]
     tail = losses[-count:]
     return max(tail) - min(tail)
 

@@ -56,6 +56,8 @@ def cmd_train(args):
     result = train(spec, output_dir, overwrite=args.overwrite, verbose=verbose)
     print(f"Run folder: {output_dir}")
     print(f"Validation: {summarize(result.metrics)}")
+    if result.fusion_check and result.fusion_check["message"]:
+        print(f"Warning: {result.fusion_check['message']}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(output_dir, 'logs')}")
     return 0
 
@@ -77,6 +79,12 @@ def cmd_evaluate(args):
         print("Modality ablation:")
         for name, values in report["modality_ablation"].items():
             print(f"  {name:<24} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    if "unimodal_heads" in report:
+        print("Each modality's own head:")
+        for name, values in report["unimodal_heads"].items():
+            print(f"  {name:<24} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        if report["fusion_check"]["message"]:
+            print(f"Warning: {report['fusion_check']['message']}")
     if "baselines" in report:
         print("Baselines on the same split (the model's lead in brackets):")
         for name, scores in report["baselines"].items():

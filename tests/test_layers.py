@@ -7,6 +7,7 @@ from mmkeras.layers import (
     ConcatFusion,
     CrossModalAttentionFusion,
     GatedFusion,
+    GradientScale,
     LateFusion,
     LowRankTensorFusion,
     LSTMTextEncoder,
@@ -192,3 +193,24 @@ def test_modality_dropout_masks_missing_and_keeps_one():
     np.testing.assert_array_equal(outputs[1].numpy()[:, 0, 0], mask[:, 1])
     outputs, mask = layer(tensors, present, training=False)
     np.testing.assert_array_equal(mask, present)  # predict time: only what is missing
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gradient_scale_is_the_identity_forward_and_scales_the_gradient_back(dtype):
+    import tensorflow as tf
+
+    layer = GradientScale(0.25)
+    x = tf.constant(rng.rand(3, 4), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * y)
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), 0.25 * 2 * x.numpy(), rtol=1e-3)
+    layer.scale.assign(0.0)  # changed between steps, as a callback would
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x) ** 2)
+    assert not tape.gradient(loss, x).numpy().any()
+    restored = GradientScale.from_config(layer.get_config())
+    assert float(restored.scale.numpy()) == 0.25 and not restored.trainable_weights

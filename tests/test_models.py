@@ -97,6 +97,27 @@ def test_keras_file_round_trip_gives_identical_predictions(
     )
 
 
+@pytest.mark.parametrize("head_weight", [0.0, 1.0])
+def test_unimodal_heads_reach_their_encoders_only_by_head_weight(
+    quickstart_spec, quickstart_preprocessor, tmp_path, head_weight
+):
+    model_section = {"encoders": SMALL_ENCODERS, "balance": {"head_weight": head_weight}}
+    task = compiled_task(_spec_with_model(quickstart_spec, tmp_path, model_section), quickstart_preprocessor)
+    inputs, target = next(iter(make_dataset(quickstart_spec, "train", preprocessor=quickstart_preprocessor)))
+    image_encoder = task.backbone.encoders["image"].trainable_weights
+    head = task.get_layer("image_prediction").trainable_weights
+    with tf.GradientTape() as tape:
+        outputs = task(inputs, training=True)
+        loss = task.loss(target, outputs["unimodal"]["image"])
+    gradients = tape.gradient(loss, image_encoder + head)
+    encoder = gradients[: len(image_encoder)]
+    assert any(g is not None and np.abs(g.numpy()).max() > 0 for g in encoder) == (head_weight > 0)
+    assert all(np.abs(g.numpy()).max() > 0 for g in gradients[len(image_encoder) :])  # the head always learns
+    # `predict` gives the fused prediction alone; one head per modality beside it.
+    assert task.predict(inputs, verbose=0).shape == outputs["prediction"].shape
+    assert set(outputs["unimodal"]) == {"caption", "image", "audio"}
+
+
 def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
     model_section = {
         "encoders": SMALL_ENCODERS,

@@ -61,8 +61,18 @@ def test_run_folder_is_complete(trained_run):
     assert [int(r["epoch"]) for r in rows] == list(range(6))
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert metrics["accuracy"] >= 0.8  # the fused model sees shape and pitch
-    # The run ends on its best validation epoch, whichever epoch that was.
-    assert metrics["loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows), rel=1e-3)
+    # The run ends on its best validation epoch of the fused head's loss, whichever epoch that was.
+    assert metrics["fused_loss"] == pytest.approx(min(float(r["val_fused_loss"]) for r in rows), rel=1e-3)
+    # Each modality's head is logged apart; `loss` is what was minimised, their sum.
+    heads = ("fused", "caption", "image", "audio")
+    for row in rows:
+        parts = sum(float(row[f"val_{head}_loss"]) for head in heads)
+        assert float(row["val_loss"]) == pytest.approx(parts, rel=1e-3)
+    assert all(row[f"{head}_ogr"] == "nan" for row in rows[:1] for head in heads)  # no window yet
+    assert any(float(row["audio_ogr"]) >= 0 for row in rows[1:])
+    assert all(float(rows[-1][f"{head}_loss"]) < float(rows[0][f"{head}_loss"]) for head in heads)
+    # Shape and pitch each decide half the label: the fused model beats every head.
+    assert metrics["fusion_check"]["fused_is_best"] and metrics["fusion_check"]["message"] is None
     written = Spec.from_yaml(os.path.join(run, "spec.yaml")).train
     assert written.early_stopping_patience == 3 and written.warmup_epochs == 0.6  # `auto` resolved
     # The spec copy is usable from anywhere: its paths are absolute.
@@ -80,7 +90,9 @@ def test_tensorboard_shows_scalars_pictures_text_audio_projector_hparams_profile
     ]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert "epoch_learning_rate" in train_scalars.Tags()["tensors"]
-    assert "epoch_accuracy" in _accumulator(os.path.join(logs, "validation")).Tags()["tensors"]
+    assert {"epoch_fused_loss", "epoch_image_loss", "epoch_image_ogr"} <= set(train_scalars.Tags()["tensors"])
+    validation_tags = set(_accumulator(os.path.join(logs, "validation")).Tags()["tensors"])
+    assert {"epoch_accuracy", "epoch_audio_loss", "epoch_caption_loss"} <= validation_tags
 
     examples = _accumulator(os.path.join(logs, "examples"))
     tags = examples.Tags()["tensors"]
@@ -121,8 +133,14 @@ def test_evaluate_writes_metrics_plots_ablation_and_baselines(trained_run, quick
     assert ablation["without audio"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.2
     assert ablation["without image"]["accuracy"] < ablation["all modalities"]["accuracy"] - 0.1
     plots = ("confusion_matrix.png", "per_class_f1.png", "modality_ablation.png", "baselines.png")
-    for plot in (*plots, "training_curves.png"):
+    for plot in (*plots, "training_curves.png", "unimodal_heads.png", "head_curves.png"):
         assert open(tmp_path / plot, "rb").read(4) == b"\x89PNG"
+    # Each modality's own head: the picture tells the shape, the sound the
+    # pitch, so none alone gets near the fused model.
+    alone = {name: scores["accuracy"] for name, scores in report["unimodal_heads"].items()}
+    assert set(alone) == {"caption", "image", "audio"}
+    assert all(value <= report["accuracy"] - 0.2 for value in alone.values()), alone
+    assert report["fusion_check"]["fused_is_best"] and "Each modality's own head:" in result.stdout
 
     # Linear baselines trained on the same training split, scored on the same rows.
     assert "Baselines on the same split" in result.stdout
@@ -559,9 +577,10 @@ def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_
         tensorboard_examples=0,
     )
     result = train(Spec.from_yaml(spec_path), str(tmp_path / "run"), verbose=0)
-    history = [float(r["val_loss"]) for r in csv.DictReader(open(tmp_path / "run" / "history.csv"))]
+    rows = csv.DictReader(open(tmp_path / "run" / "history.csv"))
+    history = [float(r["val_fused_loss"]) for r in rows]
     assert len(history) == 4 and history.index(min(history)) < 3, history  # the last is not the best
-    assert result.metrics["loss"] == pytest.approx(min(history), rel=1e-3)
+    assert result.metrics["fused_loss"] == pytest.approx(min(history), rel=1e-3)
     saved = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(saved, best))

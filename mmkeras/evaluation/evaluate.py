@@ -18,7 +18,9 @@ def _curve_metric(task, report, history):
     if task.compares_to_baselines and task.headline(report)[0] in history:
         return task.headline(report)[0]
     logged = [
-        name for name in history if not name.startswith("val_") and name not in ("loss", "learning_rate")
+        name
+        for name in history
+        if not name.startswith("val_") and name != "learning_rate" and not name.endswith(("loss", "_ogr"))
     ]
     return logged[0] if logged else "loss"
 
@@ -81,7 +83,11 @@ def evaluate_run(
     history = run.folder.read_history()
     if history:
         metric = _curve_metric(run.task, report, history)
-        evaluation.figures["training_curves.png"] = plots.training_curves_figure(history, metric)
+        evaluation.figures["training_curves.png"] = plots.training_curves_figure(
+            history, metric, loss=run.task.loss_to_monitor
+        )
+        if run.task.unimodal_heads and f"val_{run.task.loss_to_monitor}" in history:
+            evaluation.figures["head_curves.png"] = plots.head_curves_figure(history, run.task.head_names)
     if baselines and run.task.compares_to_baselines:
         _compare_with_baselines(run.task, spec, split, evaluation)
 

@@ -1,9 +1,10 @@
-"""Keras layers: encoders for each modality, fusion layers and modality dropout."""
+"""Keras layers: encoders for each modality, fusion layers, modality dropout and gradient scaling."""
 
 from mmkeras.layers.audio_encoders import SpectrogramCNNEncoder
 from mmkeras.layers.concat_fusion import ConcatFusion
 from mmkeras.layers.cross_modal_attention_fusion import CrossModalAttentionFusion, CrossModalBlock
 from mmkeras.layers.gated_fusion import GatedFusion
+from mmkeras.layers.gradient_scale import GradientScale
 from mmkeras.layers.image_encoders import BackboneImageEncoder, CNNImageEncoder
 from mmkeras.layers.late_fusion import LateFusion
 from mmkeras.layers.modality_dropout import ModalityDropout

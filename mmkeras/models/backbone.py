@@ -6,6 +6,8 @@ from mmkeras.layers import ModalityDropout
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 
 FUSED_EMBEDDING = "fused_embedding"
+# The backbone's output holding each encoder's pooled vector, by feature.
+POOLED = "pooled"
 
 
 def _encoder_input(encoder):
@@ -22,8 +24,9 @@ class MultimodalBackbone(keras.Model):
     it, plus `modality_mask` `[batch, num_features]`. Each encoder
     (`{feature}_encoder`) encodes its feature; `ModalityDropout` zeroes the
     missing (and in training, randomly dropped) modalities; the fusion layer
-    joins them. The output is the fused vector, from the layer named
-    `fused_embedding`: what a Task puts its head on.
+    joins them. The output is a dict: `fused_embedding`, the fused vector a
+    Task puts its head on, and `pooled`, each encoder's pooled vector by
+    feature before any modality is dropped (what a unimodal head reads).
 
     Args:
         encoders: dict. Feature name to its encoder (`mmkeras.layers`), in
@@ -48,7 +51,8 @@ class MultimodalBackbone(keras.Model):
             pooled, mask = dropout([e["pooled"] for e in encoded], inputs[MODALITY_MASK])
             fused = fusion(pooled, modality_mask=mask) if fusion.takes_modality_mask else fusion(pooled)
         fused = keras.layers.Identity(name=FUSED_EMBEDDING)(fused)
-        super().__init__(inputs=inputs, outputs=fused, **kwargs)
+        each_pooled = {name: e["pooled"] for name, e in zip(encoders, encoded)}
+        super().__init__(inputs=inputs, outputs={FUSED_EMBEDDING: fused, POOLED: each_pooled}, **kwargs)
         self.encoders = dict(encoders)
         self.fusion = fusion
         self.modality_dropout = modality_dropout

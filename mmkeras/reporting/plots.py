@@ -74,22 +74,47 @@ def curve_figure(x, y, xlabel, ylabel, title, diagonal=False):
     return to_png(figure)
 
 
-def training_curves_figure(history, metric):
+def training_curves_figure(history, metric, loss="loss"):
     """Loss and `metric` per epoch, training beside validation, from a run's history.
 
     Args:
         history: dict. Column name (`loss`, `val_loss`, `accuracy`, ...) to
             its values per epoch, as `history.csv` holds them.
         metric: str. The metric to plot beside the loss.
+        loss: str. The loss column to plot (`fused_loss` for a model whose
+            `loss` also holds its unimodal heads').
     """
     figure, axes = _subplots(1, 2, figsize=(9, 3.5))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for axis, name in zip(axes, ("loss", metric)):
+    for axis, name in zip(axes, (loss, metric)):
         for prefix, label in (("", "training"), ("val_", "validation")):
             if history.get(prefix + name):
                 axis.plot(epochs, history[prefix + name], marker="o", label=label)
         axis.set_xlabel("epoch")
         axis.set_title(name)
+        axis.legend()
+    return to_png(figure)
+
+
+def head_curves_figure(history, heads):
+    """Each head's loss per epoch (training dashed, validation solid) and its
+    overfitting-to-generalisation ratio: which modality learns, which memorises.
+
+    Args:
+        history: dict. `history.csv`'s columns, as for `training_curves_figure`.
+        heads: list of str. Head names (`fused` and each feature).
+    """
+    figure, axes = _subplots(1, 2, figsize=(10, 3.8))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for index, head in enumerate(heads):
+        color = f"C{index}"
+        axes[0].plot(epochs, history.get(f"val_{head}_loss", []), marker="o", color=color, label=head)
+        axes[0].plot(epochs, history.get(f"{head}_loss", []), linestyle="--", color=color)
+        axes[1].plot(epochs, history.get(f"{head}_ogr", []), marker="o", color=color, label=head)
+    axes[0].set_title("loss per head (validation solid, training dashed)")
+    axes[1].set_title("overfitting-to-generalisation ratio (lower is better)")
+    for axis in axes:
+        axis.set_xlabel("epoch")
         axis.legend()
     return to_png(figure)
 

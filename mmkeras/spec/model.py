@@ -3,12 +3,46 @@
 import dataclasses
 
 from mmkeras.layers.registry import check_model_section
-from mmkeras.spec.fields import positive_number, require
+from mmkeras.spec.fields import from_mapping, positive_number, require
 
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
 # Dropping a whole modality now and then makes the model use every one of them
 # (and answer when one is missing) instead of leaning on the easiest to memorise.
 DEFAULT_MODALITY_DROPOUT = 0.2
+
+
+@dataclasses.dataclass
+class BalanceSpec:
+    """How the modalities of a fused model are kept in balance (`model.balance`).
+
+    Joint training lets the modality that is easiest to memorise dominate,
+    and a fused model can end below its own best modality; these settings
+    show it and counter it.
+
+    Args:
+        unimodal_heads: bool. A linear head per modality, trained beside the
+            fused head: history and TensorBoard show each modality's loss,
+            `evaluate` each modality's score. Ignored with one feature.
+        head_weight: float. The factor on the gradient each unimodal head
+            sends into its encoder: 0 (the default) leaves the encoders to
+            the fused loss and the heads only watch; 1 also trains each
+            encoder to predict on its own.
+    """
+
+    unimodal_heads: bool = True
+    head_weight: float = 0.0
+    where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(isinstance(self.unimodal_heads, bool), self.where, "`unimodal_heads` must be true or false.")
+        require(
+            isinstance(self.head_weight, (int, float))
+            and not isinstance(self.head_weight, bool)
+            and self.head_weight >= 0,
+            self.where,
+            f"`head_weight` must be a number from 0, got {self.head_weight!r}.",
+        )
+        self.head_weight = float(self.head_weight)
 
 
 @dataclasses.dataclass
@@ -25,12 +59,15 @@ class ModelSpec:
             low_rank_tensor | cross_attention, modality_dropout: 0.2, ...}`;
             `modality_dropout` defaults to `DEFAULT_MODALITY_DROPOUT`.
         head: dict. `{hidden_dims: [256], dropout_rate: 0.3}`.
+        balance: BalanceSpec or dict. Per-modality heads and the balance
+            between modalities (see `BalanceSpec`).
         projection_dim: int. Width of the shared space of a retrieval model.
     """
 
     encoders: dict = dataclasses.field(default_factory=dict)
     fusion: dict = dataclasses.field(default_factory=lambda: {"type": "concat"})
     head: dict = dataclasses.field(default_factory=dict)
+    balance: BalanceSpec = dataclasses.field(default_factory=BalanceSpec)
     projection_dim: int = 128
     where: str = dataclasses.field(default="model", repr=False, compare=False)
 
@@ -47,6 +84,8 @@ class ModelSpec:
             f"{self.where}.head",
             f"unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(HEAD_FIELDS)}.",
         )
+        if not isinstance(self.balance, BalanceSpec):
+            self.balance = from_mapping(BalanceSpec, self.balance or {}, f"{self.where}.balance")
         positive_number(self.projection_dim, self.where, "projection_dim")
 
     def check_features(self, features):

@@ -5,12 +5,17 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.errors import SpecError
+from mmkeras.layers import GradientScale
+from mmkeras.models.backbone import FUSED_EMBEDDING, POOLED
 from mmkeras.models.builder import build_backbone
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 from mmkeras.reporting import plots
 from mmkeras.tasks.task import Evaluation, ParityCase, Task, raw_signature
 
 PREDICTION = "prediction"
+# The output holding each unimodal head's prediction, by feature.
+UNIMODAL = "unimodal"
+FUSED = "fused"
 # A head layer beyond this many weights is refused: it would not fit a GPU
 # (or the host) long before it learned anything.
 MAX_HEAD_WEIGHTS = 50_000_000
@@ -26,6 +31,20 @@ def _check_head_size(fused_width, units):
             "(`model.fusion.projection_dim: 16` for tensor or concat fusion), use a fusion whose "
             "width does not multiply (low_rank_tensor, gated), or shrink the encoders' outputs."
         )
+
+
+def _unimodal_head(feature, pooled, units, activation, head_weight):
+    """One linear layer on an encoder's pooled vector: what that modality
+    predicts alone. Its gradient reaches the encoder times `head_weight`."""
+    x = GradientScale(head_weight, name=f"{feature}_head_gradient")(pooled)
+    return keras.layers.Dense(units, activation=activation, dtype="float32", name=f"{feature}_prediction")(x)
+
+
+def _replica_total(loss):
+    """A loss Keras divided by the number of replicas (so their gradients sum
+    to the mean), times that number again: the value to report."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * replicas if replicas > 1 else loss
 
 
 def _without_feature(inputs, feature, index, num_features):
@@ -45,8 +64,14 @@ class FusionTask(Task):
     decisions (late fusion) already outputs the logits, so only the output
     activation is added.
 
-    Inputs are the backbone's (one per feature plus `modality_mask`); the
-    output is `prediction`, in float32 under any dtype policy.
+    Inputs are the backbone's (one per feature plus `modality_mask`). The
+    output is a dict: `prediction`, in float32 under any dtype policy, and,
+    with `unimodal_heads`, `unimodal`: per feature, what one linear head on
+    that encoder's pooled vector predicts. The heads are trained beside the
+    fused head (their losses are part of `loss`; history and TensorBoard show
+    `fused_loss` and `<feature>_loss` apart), so every epoch shows how much
+    each modality has learned on its own, and `evaluate` scores each head
+    beside the fused model. `predict` returns the fused prediction only.
 
     Args:
         backbone: MultimodalBackbone.
@@ -54,6 +79,11 @@ class FusionTask(Task):
             `target` encodes this task's targets.
         hidden_dims: list of int. Hidden layers of the head.
         dropout_rate: float. Dropout after each hidden layer.
+        unimodal_heads: bool. Adds a head per modality.
+        head_weight: float. The factor on the gradient each unimodal head
+            sends into its encoder: 0 (the heads only watch what the fused
+            model made of each encoder), 1 (each encoder also learns to
+            predict alone), or anything between.
     """
 
     shows_examples = True
@@ -61,10 +91,20 @@ class FusionTask(Task):
     # Whether a larger headline metric is the better one (accuracy, F1; not RMSE).
     higher_is_better = True
 
-    def __init__(self, backbone, preprocessor, hidden_dims=(256,), dropout_rate=0.3, **kwargs):
+    def __init__(
+        self,
+        backbone,
+        preprocessor,
+        hidden_dims=(256,),
+        dropout_rate=0.3,
+        unimodal_heads=False,
+        head_weight=0.0,
+        **kwargs,
+    ):
         units, activation = self.head_output(preprocessor.target)
         inputs = backbone.input
-        fused = backbone(inputs)
+        encoded = backbone(inputs)
+        fused = encoded[FUSED_EMBEDDING]
         if backbone.fuses_decisions:
             prediction = keras.layers.Activation(activation or "linear", dtype="float32", name=PREDICTION)(
                 fused
@@ -76,10 +116,20 @@ class FusionTask(Task):
                 x = keras.layers.Dense(width, activation="relu", name=f"head_dense_{index}")(x)
                 x = keras.layers.Dropout(dropout_rate, name=f"head_dropout_{index}")(x)
             prediction = keras.layers.Dense(units, activation=activation, dtype="float32", name=PREDICTION)(x)
-        super().__init__(inputs=inputs, outputs=prediction, preprocessor=preprocessor, **kwargs)
+        outputs = {PREDICTION: prediction}
+        if unimodal_heads:
+            outputs[UNIMODAL] = {
+                feature: _unimodal_head(feature, pooled, units, activation, head_weight)
+                for feature, pooled in encoded[POOLED].items()
+            }
+        super().__init__(inputs=inputs, outputs=outputs, preprocessor=preprocessor, **kwargs)
         self.backbone = backbone
         self.hidden_dims = list(hidden_dims)
         self.dropout_rate = dropout_rate
+        self.unimodal_heads = unimodal_heads
+        self.head_weight = head_weight
+        # Each head's loss, and the fused head's, apart from their sum (`loss`).
+        self.head_losses = [keras.metrics.Mean(name=f"{name}_loss") for name in self.head_names]
 
     @classmethod
     def head_output(cls, target):
@@ -89,18 +139,63 @@ class FusionTask(Task):
     @classmethod
     def from_spec(cls, spec, preprocessor):
         units, _ = cls.head_output(preprocessor.target)
-        head = spec.model.head
+        head, balance = spec.model.head, spec.model.balance
         return cls(
             build_backbone(spec, preprocessor, num_outputs=units),
             preprocessor,
             hidden_dims=head.get("hidden_dims", [256]),
             dropout_rate=head.get("dropout_rate", 0.3),
+            unimodal_heads=balance.unimodal_heads and len(spec.data.features) > 1,
+            head_weight=balance.head_weight,
             name=cls.__name__.lower(),
         )
 
     @property
     def feature_names(self):
         return self.backbone.feature_names
+
+    # Training: the fused loss plus each unimodal head's.
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        fused_loss = super().compute_loss(x, y, y_pred[PREDICTION], sample_weight, training)
+        if not self.unimodal_heads:
+            return fused_loss
+        batch_size = tf.shape(y_pred[PREDICTION])[0]
+        self.head_losses[0].update_state(_replica_total(fused_loss), sample_weight=batch_size)
+        loss_function = keras.losses.get(self.loss)
+        present = tf.cast(x[MODALITY_MASK], "float32")
+        total = fused_loss
+        for index, (tracker, prediction) in enumerate(zip(self.head_losses[1:], y_pred[UNIMODAL].values())):
+            # A row missing this modality teaches its head nothing.
+            weight = present[:, index] if sample_weight is None else sample_weight * present[:, index]
+            head_loss = loss_function(y, prediction, weight)
+            tracker.update_state(_replica_total(head_loss), sample_weight=batch_size)
+            total = total + head_loss
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred[PREDICTION], sample_weight)
+
+    def predict_step(self, data):
+        return super().predict_step(data)[PREDICTION]
+
+    @property
+    def head_names(self):
+        """`fused` and each feature with a unimodal head, as their losses are
+        logged (`<name>_loss`); empty without unimodal heads."""
+        return [FUSED, *self.feature_names] if self.unimodal_heads else []
+
+    @property
+    def loss_to_monitor(self):
+        return f"{FUSED}_loss" if self.unimodal_heads else "loss"
+
+    def predict_with_heads(self, inputs):
+        """(fused predictions, {feature: its unimodal head's predictions}) for
+        a batch of inputs, from one call ({} without unimodal heads)."""
+        if not self.unimodal_heads:
+            return np.asarray(self.predict_on_batch(inputs)), {}
+        outputs = self(inputs, training=False)
+        return np.asarray(outputs[PREDICTION]), {name: np.asarray(p) for name, p in outputs[UNIMODAL].items()}
 
     # What subclasses define for their kind of target.
 
@@ -120,13 +215,13 @@ class FusionTask(Task):
         archive.track(self.preprocessor)
 
         def serve_raw(raw):
-            return self.serving_outputs(self(self.preprocessor(raw), training=False))
+            return self.serving_outputs(self(self.preprocessor(raw), training=False)[PREDICTION])
 
         def serve_preprocessed(inputs):
-            return self.serving_outputs(self(inputs, training=False))
+            return self.serving_outputs(self(inputs, training=False)[PREDICTION])
 
         def embed(raw):
-            return {"embedding": self.backbone(self.preprocessor(raw), training=False)}
+            return {"embedding": self.backbone(self.preprocessor(raw), training=False)[FUSED_EMBEDDING]}
 
         preprocessed = [
             {
@@ -153,17 +248,24 @@ class FusionTask(Task):
     # Evaluation.
 
     def evaluate_dataset(self, dataset):
-        """The report, its figures and a modality ablation, in one pass over the data.
+        """The report, its figures, a modality ablation and each modality's
+        own head, in one pass over the data.
 
         The ablation is the headline metric with all modalities, and with
         each one masked in turn (its input zeroed, its `modality_mask` entry
-        0), as the model would see a row missing it.
+        0), as the model would see a row missing it. With unimodal heads the
+        report also holds each head's headline (`unimodal_heads`) and
+        `fusion_check`, which says whether the fused model beats them.
         """
         features = self.feature_names
         targets, predictions = [], [[] for _ in range(len(features) + 1)]
+        heads = {feature: [] for feature in features} if self.unimodal_heads else {}
         for inputs, target in dataset:
             targets.append(np.asarray(target))
-            predictions[0].append(self.predict_on_batch(inputs))
+            fused, alone = self.predict_with_heads(inputs)
+            predictions[0].append(fused)
+            for feature, value in alone.items():
+                heads[feature].append(value)
             for index, feature in enumerate(features):
                 masked = _without_feature(inputs, feature, index, len(features))
                 predictions[index + 1].append(self.predict_on_batch(masked))
@@ -180,7 +282,45 @@ class FusionTask(Task):
         figures["modality_ablation.png"] = plots.bar_figure(
             {k: v[name] for k, v in ablation.items()}, f"{name} with each modality masked", name
         )
+        if heads:
+            alone = {f: self.headline(self.report(targets, np.concatenate(p)))[1] for f, p in heads.items()}
+            report["unimodal_heads"] = {feature: {name: score} for feature, score in alone.items()}
+            report["fusion_check"] = self.fusion_check(name, value, alone)
+            figures["unimodal_heads.png"] = plots.bar_figure(
+                {"fused": value, **{f"{feature} head": score for feature, score in alone.items()}},
+                f"{name} of the fused model and of each modality's head",
+                name,
+            )
         return Evaluation(report, figures, targets)
+
+    def fusion_check(self, name, fused, alone):
+        """Whether the fused model's headline beats every unimodal head's.
+
+        Args:
+            name: str. The headline metric.
+            fused: float. The fused model's value.
+            alone: dict. Feature to its unimodal head's value.
+
+        Returns:
+            dict: `fused_is_best` (bool), `best_modality`, `margin` (the fused
+            value's lead over that head, in the better direction) and
+            `message`, which says what to try when the fused model is behind.
+        """
+        sign = 1 if self.higher_is_better else -1
+        best = max(alone, key=lambda feature: sign * alone[feature])
+        margin = sign * (fused - alone[best])
+        message = None
+        if margin < 0:
+            others = ", ".join(f for f in alone if f != best) or "the other modalities"
+            message = (
+                f"the fused model's {name} ({fused:.3f}) is below what the `{best}` head alone reaches "
+                f"({alone[best]:.3f}): the fused model, leaning on {others}, makes less of `{best}` than one "
+                "linear layer on its encoder does. "
+                "Set `model.balance.head_weight: 1` so each encoder also learns on its own, or raise "
+                "`model.fusion.modality_dropout`; if that does not close the gap, train on "
+                f"`{best}` alone."
+            )
+        return {"fused_is_best": margin >= 0, "best_modality": best, "margin": margin, "message": message}
 
     def get_config(self):
         config = super().get_config()
@@ -189,6 +329,8 @@ class FusionTask(Task):
                 "backbone": keras.layers.serialize(self.backbone),
                 "hidden_dims": self.hidden_dims,
                 "dropout_rate": self.dropout_rate,
+                "unimodal_heads": self.unimodal_heads,
+                "head_weight": self.head_weight,
             }
         )
         return config

@@ -124,6 +124,8 @@ class Task(keras.Model):
     stratifies_splits = False
     # True for tasks that `mmkeras evaluate` compares with linear baselines.
     compares_to_baselines = False
+    # True for tasks with a head per modality, whose reports hold `fusion_check`.
+    unimodal_heads = False
 
     def __init__(self, *args, preprocessor=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -160,6 +162,12 @@ class Task(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    @property
+    def loss_to_monitor(self) -> str:
+        """The logged loss that picks the best epoch and stops training early
+        (a `val_` prefix for the validation split's)."""
+        return "loss"
 
     def headline(self, report: dict) -> tuple[str, float]:
         """(name, value): the one number of an evaluation report that compares runs.

@@ -27,6 +27,7 @@ from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
 from mmkeras.training.defaults import resolve_training_defaults
+from mmkeras.training.modality_dynamics import ModalityDynamics
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -91,11 +92,15 @@ def _preprocessor(spec, folder):
 
 @dataclasses.dataclass
 class RunResult:
-    """What `train` returns: where the run is, its final metrics, the trained Task."""
+    """What `train` returns: where the run is, its final metrics, the trained
+    Task, and how the fused model compares with its unimodal heads on the
+    validation split (`FusionTask.fusion_check`; None without heads or
+    validation data)."""
 
     run_dir: str
     metrics: dict
     task: keras.Model
+    fusion_check: dict | None = None
 
 
 def train(
@@ -176,7 +181,7 @@ def _train(spec, output_dir, overwrite, verbose):
     )
     validation_data = _evaluation_data(strategy, spec, "validation", preprocessor) if has_validation else None
 
-    monitor = "val_loss" if has_validation else "loss"
+    monitor = ("val_" if has_validation else "") + task.loss_to_monitor
     nan_guard = NaNGuard(folder.last, policy)
     backup = (
         SharedBackupAndRestore(shared.backup, writer=chief, delete_checkpoint=True)
@@ -189,10 +194,17 @@ def _train(spec, output_dir, overwrite, verbose):
         FiniteModelCheckpoint(
             folder.best,
             monitor=monitor,
+            mode="min",
             save_best_only=True,
             initial_value_threshold=_best_so_far(folder, monitor),
         ),
         FiniteModelCheckpoint(folder.last),
+    ]
+    if has_validation and task.unimodal_heads:
+        history = folder.read_history()
+        first_epoch = {name: values[0] for name, values in history.items() if values}
+        callbacks.append(ModalityDynamics(task.head_names, first_epoch or None))
+    callbacks += [
         keras.callbacks.CSVLogger(folder.history, append=True),
         keras.callbacks.TensorBoard(
             folder.logs,
@@ -202,7 +214,9 @@ def _train(spec, output_dir, overwrite, verbose):
     if spec.train.early_stopping_patience:
         # The best weights come back from the `best` checkpoint after training,
         # which, unlike EarlyStopping's copy in memory, survives a resume.
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=spec.train.early_stopping_patience))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=spec.train.early_stopping_patience, mode="min")
+        )
     if has_validation and task.shows_examples and spec.train.tensorboard_examples:
         sample = collect_sample(spec, preprocessor)
         callbacks.append(DataSummaries(folder.logs, sample, spec, spec.train.tensorboard_examples))
@@ -234,16 +248,31 @@ def _train(spec, output_dir, overwrite, verbose):
     if has_validation:
         metrics = evaluate(validation_data)
     else:
-        metrics = {"loss": evaluate(_evaluation_data(strategy, spec, "train", preprocessor))["loss"]}
+        training = evaluate(_evaluation_data(strategy, spec, "train", preprocessor))
+        metrics = {"loss": training[task.loss_to_monitor]}
     metrics = {name: float(value) for name, value in metrics.items()}
     metrics["train_seconds"] = round(time.time() - started, 1)
+    fusion_check = None
     if chief:
         task.save(folder.model)
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
-        folder.write_metrics(metrics)
+        # Multi-worker predictions need every worker; `mmkeras evaluate` checks such runs.
+        if has_validation and task.unimodal_heads and not multi_worker:
+            fusion_check = _fusion_check(task, spec, preprocessor)
+        folder.write_metrics({**metrics, "fusion_check": fusion_check} if fusion_check else metrics)
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
-    return RunResult(folder.root, metrics, task)
+    return RunResult(folder.root, metrics, task, fusion_check)
+
+
+def _fusion_check(task, spec, preprocessor):
+    """The fused model against its unimodal heads on the validation split,
+    with a warning when one of them does better on its own."""
+    validation = make_dataset(spec, "validation", preprocessor=preprocessor)
+    check = task.evaluate_dataset(validation).report["fusion_check"]
+    if check["message"]:
+        logger.warning("On the validation split, %s", check["message"])
+    return check
 
 
 def summarize(metrics):

@@ -85,7 +85,7 @@ def train_seeds(spec, output_dir, num_seeds, overwrite=False, verbose=1):
         finished = os.path.exists(os.path.join(run_dir, "metrics.json")) and not overwrite
         if finished:
             with open(os.path.join(run_dir, "metrics.json")) as f:
-                trained = json.load(f)
+                trained = {k: v for k, v in json.load(f).items() if isinstance(v, (int, float))}
         else:
             trained = train(seeded, run_dir, overwrite=overwrite, verbose=verbose).metrics
         metrics[seed] = trained

@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
 
+from mmkeras.models.backbone import FUSED_EMBEDDING
 from mmkeras.reporting.plots import examples_figure, sprite_image
 
 EXAMPLES_DIR = "examples"
@@ -98,7 +99,7 @@ class DataSummaries(keras.callbacks.Callback):
 def write_projector(log_dir, backbone, sample, picture_feature, max_rows=1000):
     """The fused embedding of the sample rows, for TensorBoard's projector."""
     inputs = {name: value[:max_rows] for name, value in sample.inputs.items()}
-    embeddings = np.asarray(backbone.predict(inputs, batch_size=256, verbose=0))
+    embeddings = np.asarray(backbone.predict(inputs, batch_size=256, verbose=0)[FUSED_EMBEDDING])
     count = len(embeddings)
     text = next(iter(sample.texts.values()), None)
     with open(os.path.join(log_dir, "metadata.tsv"), "w", encoding="utf-8") as f:
