@@ -244,7 +244,7 @@ def test_exploding_tensor_fusion_is_refused_with_the_numbers_and_the_fix(
         {"fusion": {"type": "tensor", "projection_dim": 8}, "head": {"hidden_dims": [16]}},
     )
     task = build_task(small, quickstart_preprocessor)
-    assert task.backbone.output.shape[-1] == 9**3
+    assert task.backbone.output[FUSED_EMBEDDING].shape[-1] == 9**3
 
 
 def test_task_saves_its_preprocessor_inside_the_keras_file(

@@ -256,19 +256,23 @@ def _train(spec, output_dir, overwrite, verbose):
     if chief:
         task.save(folder.model)
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
-        # Multi-worker predictions need every worker; `mmkeras evaluate` checks such runs.
-        if has_validation and task.unimodal_heads and not multi_worker:
-            fusion_check = _fusion_check(task, spec, preprocessor)
+        if has_validation and task.unimodal_heads:
+            fusion_check = _fusion_check(folder, spec)
         folder.write_metrics({**metrics, "fusion_check": fusion_check} if fusion_check else metrics)
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
     return RunResult(folder.root, metrics, task, fusion_check)
 
 
-def _fusion_check(task, spec, preprocessor):
+def _fusion_check(folder, spec):
     """The fused model against its unimodal heads on the validation split,
-    with a warning when one of them does better on its own."""
-    validation = make_dataset(spec, "validation", preprocessor=preprocessor)
+    with a warning when one of them does better on its own.
+
+    Scored on the saved model, outside the run's distribution strategy:
+    predicting a single batch under one needs every replica and worker.
+    """
+    task = load_task(folder.model)
+    validation = make_dataset(spec, "validation", preprocessor=task.preprocessor)
     check = task.evaluate_dataset(validation).report["fusion_check"]
     if check["message"]:
         logger.warning("On the validation split, %s", check["message"])
