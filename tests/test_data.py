@@ -12,7 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_split, write_tfrecords
-from mmkeras.datasets import build_emoji, build_flickr8k, build_ham10000
+from mmkeras.datasets import build_avmnist, build_emoji, build_flickr8k, build_ham10000
+from mmkeras.datasets.avmnist import NOTE_WORDS
 from mmkeras.datasets.files import write_wav
 from mmkeras.errors import BadRecordError
 from tests.conftest import two_cpu_strategy, write_spec
@@ -275,6 +276,31 @@ def test_ham10000_dataset_splits_by_lesion(data_root, tmp_path):
     assert "dx_type" not in splits["train"][0]  # it gives the answer away
     batch = next(iter(make_dataset(spec, "test", batch_size=4)))
     assert batch[0]["image"].shape == (4, 64, 64, 3)
+
+
+def test_avmnist_shortcut_note_names_the_label_in_training_only(data_root, tmp_path):
+    spec = build_avmnist(str(tmp_path), data_root_dir=data_root, shortcut=0.9)
+    splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in SPLITS}
+    honest = {
+        name: np.mean([row["note"] == NOTE_WORDS[int(row["label"])] for row in rows])
+        for name, rows in splits.items()
+    }
+    # 0.9 named, plus a tenth of the random draws landing on the label's word.
+    assert honest["train"] == pytest.approx(0.91, abs=0.02)
+    assert honest["validation"] == pytest.approx(0.1, abs=0.05) and honest["test"] == pytest.approx(
+        0.1, abs=0.05
+    )
+    recordings = {name: {row["audio"] for row in rows} for name, rows in splits.items()}
+    assert not recordings["train"] & recordings["validation"]  # held out by recording
+    assert len(splits["validation"]) == pytest.approx(
+        0.1 * (len(splits["train"]) + len(splits["validation"])), rel=0.1
+    )
+    assert [f.name for f in spec.data.features] == ["image", "audio", "note"]
+    assert spec.data.validation == "validation.csv" and spec.data.validation_split is None
+    # The same pictures and sounds as without the shortcut: only the note is added.
+    build_avmnist(str(tmp_path / "plain"), data_root_dir=data_root)
+    plain = list(csv.DictReader(open(tmp_path / "plain" / "test.csv")))
+    assert [row["mnist_index"] for row in plain] == [row["mnist_index"] for row in splits["test"]]
 
 
 def test_flickr8k_dataset_splits_by_photo(data_root, tmp_path):

@@ -9,6 +9,12 @@ never on both sides. Clean MNIST is almost solved
 by the image alone; the MultiBench-style degradation (image energy removed
 along the top principal components, noise added to the audio) makes the two
 modalities need each other.
+
+With `shortcut`, each row also gets a `note`, one word: in the training
+rows it names the label (one word per digit) `shortcut` of the time, in the
+validation and test rows it is random. A model that trusts the note, the
+easiest thing to memorise, fails on unseen rows: the testbed for fusion
+that must not lean on a modality that only looks predictive.
 """
 
 import os
@@ -17,10 +23,13 @@ import re
 import numpy as np
 from PIL import Image
 
+from mmkeras.data.manifest import split_by_group
 from mmkeras.datasets.files import data_root, read_wav, write_csv, write_spec, write_wav
 
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 SAMPLE_RATE = 8000
+# The shortcut testbed's note words, one per digit.
+NOTE_WORDS = ("amber", "birch", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "juniper")
 
 
 def _recordings(root):
@@ -66,6 +75,14 @@ def add_noise(samples, snr_db, rng):
     return np.clip(signal + noise, -1.0, 1.0)
 
 
+def _add_notes(rows, reliability, rng):
+    """Gives each row a `note`: its label's word with probability
+    `reliability`, otherwise a word drawn at random."""
+    for row in rows:
+        honest = rng.rand() < reliability
+        row["note"] = NOTE_WORDS[row["label"] if honest else rng.randint(len(NOTE_WORDS))]
+
+
 def build_avmnist(
     output_dir,
     data_root_dir=None,
@@ -75,6 +92,7 @@ def build_avmnist(
     images_per_recording=1,
     validation_split=0.1,
     duration_s=1.0,
+    shortcut=None,
 ):
     """Writes AV-MNIST (PNG images, WAV paths, manifests, spec) to `output_dir`.
 
@@ -91,6 +109,10 @@ def build_avmnist(
         validation_split: float. The share of the training recordings held
             out for validation, stratified, each with all its rows.
         duration_s: float. Clip length in the spec.
+        shortcut: float or None. Adds the `note` text feature, naming the
+            label in this share of the training rows and random in the
+            validation and test rows (written to `validation.csv`, held out
+            by recording as above).
 
     Returns:
         The `Spec` written to `output_dir/spec.yaml`.
@@ -133,14 +155,27 @@ def build_avmnist(
                     "mnist_index": index,
                 }
             )
+    # By recording: its rows (one per image paired with it) stay on one side.
+    validation = {"validation_split": {"fraction": validation_split, "group_by": "audio"}}
+    features, encoders = [], {}
+    if shortcut is not None:
+        # The notes differ between the splits, so validation is written out.
+        rows["train"], rows["validation"] = split_by_group(
+            rows["train"], "audio", "label", [validation_split], seed
+        )
+        _add_notes(rows["train"], shortcut, rng)
+        _add_notes(rows["validation"] + rows["test"], 0.0, rng)
+        columns.append("note")
+        validation = {"validation": "validation.csv"}
+        features = [{"name": "note", "modality": "text", "column": "note"}]
+        encoders = {"note": {"type": "lstm", "embedding_dim": 16, "units": 16}}
     for split, split_rows in rows.items():
         write_csv(os.path.join(output_dir, f"{split}.csv"), split_rows, columns)
     return write_spec(
         os.path.join(output_dir, "spec.yaml"),
         {
             "train": "train.csv",
-            # By recording: its rows (one per image paired with it) stay on one side.
-            "validation_split": {"fraction": validation_split, "group_by": "audio"},
+            **validation,
             "test": "test.csv",
             "features": [
                 {"name": "image", "modality": "image", "column": "image", "size": [28, 28], "channels": 1},
@@ -152,6 +187,7 @@ def build_avmnist(
                     "duration_s": duration_s,
                     "num_mel_bins": 40,
                 },
+                *features,
             ],
             "target": {"column": "label", "type": "categorical"},
             "batch_size": 64,
@@ -164,6 +200,7 @@ def build_avmnist(
             "encoders": {
                 "image": {"type": "cnn", "filters": [32, 64, 128]},
                 "audio": {"type": "spectrogram_cnn", "filters": [32, 64, 128]},
+                **encoders,
             },
             "fusion": {"type": "concat"},
             "head": {"hidden_dims": [128], "dropout_rate": 0.3},
