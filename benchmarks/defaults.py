@@ -19,12 +19,12 @@ validation-loss values, the curve's stability. This is the README's table.
 import argparse
 import csv
 import dataclasses
-import json
 import os
 import sys
 import tempfile
 
 import numpy as np
+from progress import mean_and_spread, measure_each
 
 from mmkeras.datasets import build_avmnist, build_emoji, build_flickr8k, build_ham10000
 from mmkeras.evaluation import evaluate_run
@@ -115,13 +115,6 @@ def measure(name, work, seeds, augment=False, variants=VARIANTS):
     return result
 
 
-def _mean_and_spread(values):
-    """Mean ± standard deviation (n - 1, as `mmkeras train --seeds` reports it)."""
-    if not values:
-        return "-"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
-
-
 def table(results):
     lines = [
         "| data set | metric | constant / chance | best linear baseline | previous settings | defaults |"
@@ -137,7 +130,7 @@ def table(results):
         spread = result["spread"].get("defaults")
         lines.append(
             f"| {name} | {result['metric']} | {constant:.3f} | {best[1]:.3f} ({best[0]}) | "
-            f"{_mean_and_spread(runs.get('previous'))} | {_mean_and_spread(runs.get('defaults'))} | "
+            f"{mean_and_spread(runs.get('previous'))} | {mean_and_spread(runs.get('defaults'))} | "
             f"{f'{np.mean(spread):.3f}' if spread else '-'} |"
         )
     return "\n".join(lines)
@@ -157,12 +150,10 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="mmkeras-defaults-")
-    results = {}
-    for name in args.datasets:
-        results[name] = measure(name, work, args.seeds, args.augment, tuple(args.variants))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=2)
+    variants = tuple(args.variants)
+    results = measure_each(
+        args.datasets, lambda name: measure(name, work, args.seeds, args.augment, variants), args.json
+    )
     print()
     print(table(results))
     return results

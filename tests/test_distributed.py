@@ -18,7 +18,7 @@ from mmkeras.data import build_preprocessor, make_dataset
 from mmkeras.datasets import build_quickstart
 from mmkeras.run_folder import load_run
 from mmkeras.spec import Spec
-from tests.training_helpers import finish_workers, run_cli, start_workers, write_train_spec
+from tests.training_helpers import SMALL_MODEL, finish_workers, run_cli, start_workers, write_train_spec
 
 # Weighting one class of four makes a weighted loss about 1.7x an unweighted one,
 # far outside the tolerance below: a strategy that dropped the weights would show.
@@ -107,8 +107,12 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
 
 
 def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_path):
+    # Gradient-Blending re-estimates the heads' factors every epoch, on every
+    # worker from the same reduced losses, and picks its window up on resume.
+    blending = {"method": "gradient_blending", "blend_every": 1}
     spec_path = write_train_spec(
         os.path.join(quickstart_dir, "spec.yaml"),
+        model={**SMALL_MODEL, "balance": blending},
         data={"batch_size": 8},  # 16 steps an epoch: time to land a kill inside one
         epochs=4,
         strategy="multi_worker",
@@ -132,6 +136,9 @@ def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_
     history = _history(run_dir)
     assert [int(row["epoch"]) for row in history] == [0, 1, 2, 3]  # none repeated, none missing
     assert all("accuracy" in row and "val_accuracy" in row for row in history)
+    factors = [[float(row[f"{f}_head_factor"]) for f in ("caption", "image", "audio")] for row in history]
+    assert all(value == 0.0 for value in factors[0])  # `head_weight` until the first window closes
+    assert any(value > 0.0 for value in factors[-1]), factors  # the generalising heads got weight
     assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(
         os.path.join(run_dir, "backup")
     )

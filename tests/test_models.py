@@ -201,6 +201,16 @@ def test_heads_for_each_target_type(
         ),
         ({"encoders": {"photo": {"type": "cnn"}}}, r"model.encoders.photo: no feature is called `photo`"),
         ({"head": {"hidden_dim": [4]}}, r"model.head: unknown field\(s\) hidden_dim"),
+        (
+            {"balance": {"head_weigth": 1}},
+            r"model.balance: unknown field `head_weigth`. Did you mean `head_weight`",
+        ),
+        ({"balance": {"head_weight": -1}}, r"model.balance: `head_weight` must be a number from 0"),
+        ({"balance": {"method": "ogm"}}, r"model.balance: `method` must be one of none, gradient_blending"),
+        (
+            {"balance": {"method": "gradient_blending", "unimodal_heads": False}},
+            r"weighs the unimodal heads; set `unimodal_heads: true`",
+        ),
     ],
 )
 def test_model_section_mistakes_are_named(quickstart_spec, tmp_path, model_section, message):

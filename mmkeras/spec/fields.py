@@ -18,7 +18,8 @@ def from_mapping(cls, mapping, where):
         where,
         f"expected a mapping of {cls.__name__} fields, got {type(mapping).__name__}.",
     )
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # `where` is set by the parent section, not written by the user.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "where"}
     for key in mapping:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
@@ -34,7 +35,8 @@ def from_mapping(cls, mapping, where):
         and f.default_factory is dataclasses.MISSING
     ]
     require(not missing, where, f"missing required field(s): {', '.join(missing)}.")
-    return cls(**mapping, where=where) if "where" in fields else cls(**mapping)
+    takes_where = any(f.name == "where" for f in dataclasses.fields(cls))
+    return cls(**mapping, where=where) if takes_where else cls(**mapping)
 
 
 def positive_number(value, where, name):

@@ -6,6 +6,7 @@ from mmkeras.layers.registry import check_model_section
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
+BALANCE_METHODS = ("none", "gradient_blending")
 # Dropping a whole modality now and then makes the model use every one of them
 # (and answer when one is missing) instead of leaning on the easiest to memorise.
 DEFAULT_MODALITY_DROPOUT = 0.2
@@ -27,10 +28,18 @@ class BalanceSpec:
             sends into its encoder: 0 (the default) leaves the encoders to
             the fused loss and the heads only watch; 1 also trains each
             encoder to predict on its own.
+        method: str. "none", or "gradient_blending": every `blend_every`
+            epochs, each head's factor is re-estimated from the heads'
+            training and validation losses (Wang, Tran and Feiszli, 2020),
+            so a modality that generalises trains its encoder harder and one
+            that only memorises does not. Needs validation data.
+        blend_every: int. Epochs per Gradient-Blending estimate.
     """
 
     unimodal_heads: bool = True
     head_weight: float = 0.0
+    method: str = "none"
+    blend_every: int = 2
     where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
 
     def __post_init__(self):
@@ -43,6 +52,24 @@ class BalanceSpec:
             f"`head_weight` must be a number from 0, got {self.head_weight!r}.",
         )
         self.head_weight = float(self.head_weight)
+        methods = ", ".join(BALANCE_METHODS)
+        require(
+            self.method in BALANCE_METHODS,
+            self.where,
+            f"`method` must be one of {methods}, got {self.method!r}.",
+        )
+        require(
+            self.method == "none" or self.unimodal_heads,
+            self.where,
+            f"`method: {self.method}` weighs the unimodal heads; set `unimodal_heads: true`.",
+        )
+        require(
+            isinstance(self.blend_every, int)
+            and not isinstance(self.blend_every, bool)
+            and self.blend_every >= 1,
+            self.where,
+            f"`blend_every` must be a whole number of epochs from 1, got {self.blend_every!r}.",
+        )
 
 
 @dataclasses.dataclass

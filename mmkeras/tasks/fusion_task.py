@@ -186,6 +186,11 @@ class FusionTask(Task):
         return [FUSED, *self.feature_names] if self.unimodal_heads else []
 
     @property
+    def head_gradient_scales(self):
+        """{feature: the GradientScale layer on its unimodal head's input}."""
+        return {feature: self.get_layer(f"{feature}_head_gradient") for feature in self.head_names[1:]}
+
+    @property
     def loss_to_monitor(self):
         return f"{FUSED}_loss" if self.unimodal_heads else "loss"
 

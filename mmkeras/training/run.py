@@ -27,7 +27,7 @@ from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
 from mmkeras.training.defaults import resolve_training_defaults
-from mmkeras.training.modality_dynamics import ModalityDynamics
+from mmkeras.training.modality_dynamics import GradientBlending, ModalityDynamics
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -158,6 +158,11 @@ def _train(spec, output_dir, overwrite, verbose):
     _check_data(spec)
     preprocessor = _preprocessor(spec, shared)  # resuming: the same vocabularies
     has_validation = "validation" in available_splits(spec)
+    if spec.model.balance.method != "none" and not has_validation:
+        raise SpecError(
+            f"model.balance.method: {spec.model.balance.method} weighs the modalities by how their "
+            "validation loss falls; add `data.validation` or `data.validation_split`."
+        )
     spec = resolve_training_defaults(spec, preprocessor, has_validation)
     spec.to_yaml(folder.spec, absolute_paths=True)
 
@@ -201,9 +206,7 @@ def _train(spec, output_dir, overwrite, verbose):
         FiniteModelCheckpoint(folder.last),
     ]
     if has_validation and task.unimodal_heads:
-        history = folder.read_history()
-        first_epoch = {name: values[0] for name, values in history.items() if values}
-        callbacks.append(ModalityDynamics(task.head_names, first_epoch or None))
+        callbacks += _balance_callbacks(task, spec, folder.read_history())
     callbacks += [
         keras.callbacks.CSVLogger(folder.history, append=True),
         keras.callbacks.TensorBoard(
@@ -262,6 +265,18 @@ def _train(spec, output_dir, overwrite, verbose):
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
     return RunResult(folder.root, metrics, task, fusion_check)
+
+
+def _balance_callbacks(task, spec, history):
+    """The callbacks that watch, and with `model.balance.method` weigh, the
+    unimodal heads; `history` is a resumed run's, so their windows keep
+    their start."""
+    callbacks = []
+    if spec.model.balance.method == "gradient_blending":
+        callbacks.append(GradientBlending(task.head_gradient_scales, spec.model.balance.blend_every, history))
+    first_epoch = {name: values[0] for name, values in history.items() if values}
+    callbacks.append(ModalityDynamics(task.head_names, first_epoch or None))
+    return callbacks
 
 
 def _fusion_check(folder, spec):
