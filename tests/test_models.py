@@ -116,6 +116,12 @@ def test_unimodal_heads_reach_their_encoders_only_by_head_weight(
     # `predict` gives the fused prediction alone; one head per modality beside it.
     assert task.predict(inputs, verbose=0).shape == outputs["prediction"].shape
     assert set(outputs["unimodal"]) == {"caption", "image", "audio"}
+    # The guard: a head alone above the fused model is named, with what to try.
+    check = task.fusion_check("accuracy", 0.5, {"caption": 0.4, "image": 0.7, "audio": 0.3})
+    assert not check["fused_is_best"] and check["best_modality"] == "image"
+    assert check["margin"] == pytest.approx(-0.2) and "train on `image` alone" in check["message"]
+    assert ("head_weight: 1" in check["message"]) == (head_weight < 1)  # not what it already has
+    assert task.fusion_check("accuracy", 0.8, {"caption": 0.4, "image": 0.7, "audio": 0.3})["message"] is None
 
 
 def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):

@@ -316,14 +316,17 @@ class FusionTask(Task):
         margin = sign * (fused - alone[best])
         message = None
         if margin < 0:
-            others = ", ".join(f for f in alone if f != best) or "the other modalities"
+            others = ", ".join(f"`{f}`" for f in alone if f != best) or "the other modalities"
+            first_try = (
+                "Set `model.balance.head_weight: 1` so each encoder also learns on its own, or raise "
+                if self.head_weight < 1
+                else "Raise "
+            )
             message = (
                 f"the fused model's {name} ({fused:.3f}) is below what the `{best}` head alone reaches "
-                f"({alone[best]:.3f}): the fused model, leaning on {others}, makes less of `{best}` than one "
-                "linear layer on its encoder does. "
-                "Set `model.balance.head_weight: 1` so each encoder also learns on its own, or raise "
-                "`model.fusion.modality_dropout`; if that does not close the gap, train on "
-                f"`{best}` alone."
+                f"({alone[best]:.3f}): the fused head, taking {others} in too, makes less of `{best}` "
+                f"than one linear layer on its encoder does. {first_try}`model.fusion.modality_dropout`; "
+                f"if that does not close the gap, train on `{best}` alone."
             )
         return {"fused_is_best": margin >= 0, "best_modality": best, "margin": margin, "message": message}
 
