@@ -27,6 +27,12 @@ def overfitting_to_generalization(first, now):
     return abs(overfitting / generalization)
 
 
+def head_losses(logs, heads):
+    """{head: (training loss, validation loss)} from one epoch's logs (or
+    one row of `history.csv`)."""
+    return {head: (float(logs[f"{head}_loss"]), float(logs[f"val_{head}_loss"])) for head in heads}
+
+
 class ModalityDynamics(keras.callbacks.Callback):
     """Adds `<head>_ogr` to each epoch's logs, for the fused head and each
     unimodal head, measured from the run's first epoch.
@@ -45,15 +51,12 @@ class ModalityDynamics(keras.callbacks.Callback):
     def __init__(self, heads, first_epoch=None):
         super().__init__()
         self.heads = list(heads)
-        self.first = self._losses(first_epoch) if first_epoch else None
-
-    def _losses(self, logs):
-        return {head: (float(logs[f"{head}_loss"]), float(logs[f"val_{head}_loss"])) for head in self.heads}
+        self.first = head_losses(first_epoch, self.heads) if first_epoch else None
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or f"val_{self.heads[0]}_loss" not in logs:
             return
-        now = self._losses(logs)
+        now = head_losses(logs, self.heads)
         if self.first is None:
             self.first = now
         for head in self.heads:
@@ -119,15 +122,13 @@ class GradientBlending(keras.callbacks.Callback):
         self.every = every
         self.losses = []
         for index in range(len((history or {}).get(f"val_{FUSED}_loss", []))):
-            self.losses.append(self._losses({name: values[index] for name, values in history.items()}))
-
-    def _losses(self, logs):
-        return {head: (float(logs[f"{head}_loss"]), float(logs[f"val_{head}_loss"])) for head in self.heads}
+            row = {name: values[index] for name, values in history.items()}
+            self.losses.append(head_losses(row, self.heads))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or f"val_{FUSED}_loss" not in logs:
             return
-        self.losses.append(self._losses(logs))
+        self.losses.append(head_losses(logs, self.heads))
         if len(self.losses) > self.every and (len(self.losses) - 1) % self.every == 0:
             weights = blend_weights(self.losses[-1 - self.every], self.losses[-1])
             if weights is not None:
