@@ -288,7 +288,7 @@ class FusionTask(Task):
             {k: v[name] for k, v in ablation.items()}, f"{name} with each modality masked", name
         )
         if heads:
-            alone = {f: self.headline(self.report(targets, np.concatenate(p)))[1] for f, p in heads.items()}
+            alone = self._head_scores(targets, heads)
             report["unimodal_heads"] = {feature: {name: score} for feature, score in alone.items()}
             report["fusion_check"] = self.fusion_check(name, value, alone)
             figures["unimodal_heads.png"] = plots.bar_figure(
@@ -297,6 +297,24 @@ class FusionTask(Task):
                 name,
             )
         return Evaluation(report, figures, targets)
+
+    def _head_scores(self, targets, heads):
+        """{feature: its head's headline value} from per-batch predictions."""
+        return {f: self.headline(self.report(targets, np.concatenate(p)))[1] for f, p in heads.items()}
+
+    def check_fusion(self, dataset):
+        """`fusion_check` on the rows of `dataset`, in one pass and no more:
+        no ablation, no figures (what training ends with)."""
+        targets, fused, heads = [], [], {feature: [] for feature in self.feature_names}
+        for inputs, target in dataset:
+            targets.append(np.asarray(target))
+            prediction, alone = self.predict_with_heads(inputs)
+            fused.append(prediction)
+            for feature, value in alone.items():
+                heads[feature].append(value)
+        targets = np.concatenate(targets)
+        name, value = self.headline(self.report(targets, np.concatenate(fused)))
+        return self.fusion_check(name, value, self._head_scores(targets, heads))
 
     def fusion_check(self, name, fused, alone):
         """Whether the fused model's headline beats every unimodal head's.

@@ -288,7 +288,7 @@ def _fusion_check(folder, spec):
     """
     task = load_task(folder.model)
     validation = make_dataset(spec, "validation", preprocessor=task.preprocessor)
-    check = task.evaluate_dataset(validation).report["fusion_check"]
+    check = task.check_fusion(validation)
     if check["message"]:
         logger.warning("On the validation split, %s", check["message"])
     return check
