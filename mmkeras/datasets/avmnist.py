@@ -43,12 +43,13 @@ def _recordings(root):
     return found
 
 
-def remove_principal_energy(images, fraction, fit_images):
-    """Removes the top principal components that hold `fraction` of the energy.
+def principal_energy_remover(fit_images, fraction):
+    """A function that removes, from the images it is given, the top
+    principal components holding `fraction` of `fit_images`' energy.
 
-    The components are fitted on `fit_images` (the training set). What is left
-    is rescaled to uint8 with one affine map for all images, so no image is
-    normalised by its own statistics.
+    The components are fitted once, on `fit_images` (the training set). What
+    is left is rescaled to uint8 with one affine map for all images, so no
+    image is normalised by its own statistics.
     """
     fit = fit_images.reshape(len(fit_images), -1).astype(np.float64)
     mean = fit.mean(axis=0)
@@ -59,12 +60,18 @@ def remove_principal_energy(images, fraction, fit_images):
     share = np.cumsum(eigenvalues) / eigenvalues.sum()
     count = int(np.searchsorted(share, fraction) + 1)
     top = eigenvectors[:, :count]
-    flat = images.reshape(len(images), -1).astype(np.float64) - mean
-    residual = flat - (flat @ top) @ top.T
-    fit_residual = (fit - mean) - ((fit - mean) @ top) @ top.T
-    low, high = np.percentile(fit_residual, [0.5, 99.5])
-    scaled = np.clip((residual - low) / (high - low) * 255.0, 0, 255)
-    return np.round(scaled).astype(np.uint8).reshape(images.shape)
+
+    def residual(images):
+        flat = images.reshape(len(images), -1).astype(np.float64) - mean
+        return flat - (flat @ top) @ top.T
+
+    low, high = np.percentile(residual(fit_images), [0.5, 99.5])
+
+    def remove(images):
+        scaled = np.clip((residual(images) - low) / (high - low) * 255.0, 0, 255)
+        return np.round(scaled).astype(np.uint8).reshape(images.shape)
+
+    return remove
 
 
 def add_noise(samples, snr_db, rng):
@@ -122,11 +129,10 @@ def build_avmnist(
     with np.load(os.path.join(root, "mnist", "mnist.npz")) as mnist:
         images = {"train": mnist["x_train"], "test": mnist["x_test"]}
         labels = {"train": mnist["y_train"], "test": mnist["y_test"]}
-    if image_energy_removed:
-        images = {
-            split: remove_principal_energy(x, image_energy_removed, images["train"])
-            for split, x in images.items()
-        }
+    # Only the images that are paired with a recording are degraded.
+    degrade = (
+        principal_energy_remover(images["train"], image_energy_removed) if image_energy_removed else None
+    )
     pools = {
         split: {d: rng.permutation(np.flatnonzero(labels[split] == d)).tolist() for d in range(10)}
         for split in images
@@ -145,7 +151,10 @@ def build_avmnist(
         for _ in range(images_per_recording if split == "train" else 1):
             index = pools[split][digit].pop()
             image = os.path.join("images", split, f"{index:05d}.png")
-            Image.fromarray(images[split][index]).save(os.path.join(output_dir, image))
+            pixels = images[split][index]
+            Image.fromarray(degrade(pixels[np.newaxis])[0] if degrade else pixels).save(
+                os.path.join(output_dir, image)
+            )
             rows[split].append(
                 {
                     "image": image,
