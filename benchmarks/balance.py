@@ -41,6 +41,8 @@ VARIANTS = {
     "default": {},
     "head_weight_1": {"head_weight": 1.0},
     "gradient_blending": {"head_weight": 1.0, "method": "gradient_blending"},
+    "switch_off": {"switch_off": True},
+    "switch_off_head_weight_1": {"switch_off": True, "head_weight": 1.0},
 }
 
 

@@ -124,7 +124,7 @@ def test_unimodal_heads_reach_their_encoders_only_by_head_weight(
     assert task.fusion_check("accuracy", 0.8, {"caption": 0.4, "image": 0.7, "audio": 0.3})["message"] is None
 
 
-def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
+def test_missing_or_switched_off_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
     model_section = {
         "encoders": SMALL_ENCODERS,
         "fusion": {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.3},
@@ -146,6 +146,16 @@ def test_missing_modality_at_predict_time(quickstart_spec, quickstart_preprocess
     # The image branch really is out: any picture gives the same answer.
     inputs["image"] = tf.random.uniform(inputs["image"].shape)
     np.testing.assert_allclose(model.predict(inputs, verbose=0), without_image, atol=1e-5)
+    # A modality switched off is missing in every row, pictures or not, and
+    # stays off in the saved model.
+    inputs[MODALITY_MASK] = tf.ones_like(inputs[MODALITY_MASK])
+    model.backbone.switch_off("image")
+    assert model.backbone.switched_off == ["image"]
+    path = str(tmp_path / "switched_off.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for switched in (model, loaded):
+        np.testing.assert_allclose(switched.predict(inputs, verbose=0), without_image, atol=1e-5)
 
 
 @pytest.mark.parametrize(

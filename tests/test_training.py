@@ -17,11 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mmkeras.datasets import build_quickstart
 from mmkeras.errors import TrainingError
-from mmkeras.layers import GradientScale
 from mmkeras.spec import Spec
 from mmkeras.training import train
 from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
-from mmkeras.training.modality_dynamics import MAX_HEAD_FACTOR, GradientBlending, blend_weights
 from tests.training_helpers import run_cli, write_train_spec
 
 
@@ -586,44 +584,3 @@ def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_
     saved = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(saved, best))
-
-
-# Training and validation loss per head at two epochs: the image head learns
-# what holds on unseen rows, the note head only memorises.
-THEN = {"fused": (1.0, 1.2), "image": (1.5, 1.6), "note": (1.0, 2.0)}
-NOW = {"fused": (0.5, 0.9), "image": (1.0, 1.1), "note": (0.1, 2.3)}
-
-
-def test_gradient_blending_weighs_heads_by_generalisation_over_overfitting_squared():
-    weights = blend_weights(THEN, NOW)
-    fused = 0.3 / 0.2**2  # ΔG 0.3, ΔO 0.2
-    image = 0.5 / (0.1 * 0.5) ** 2  # ΔO 0: floored at a tenth of ΔG
-    assert weights == pytest.approx(
-        {"fused": fused / (fused + image), "image": image / (fused + image), "note": 0}
-    )
-    worse = {head: (train, validation + 1) for head, (train, validation) in THEN.items()}
-    assert blend_weights(THEN, worse) is None  # no head generalised
-
-
-def _epoch_end(callback, losses):
-    """Calls `on_epoch_end` with the logs of {head: (training loss, validation loss)}."""
-    logs = {f"{head}_loss": train for head, (train, _) in losses.items()}
-    logs.update({f"val_{head}_loss": validation for head, (_, validation) in losses.items()})
-    callback.on_epoch_end(0, logs)
-    return logs
-
-
-def test_gradient_blending_sets_each_heads_factor_every_window():
-    scales = {"image": GradientScale(0.5), "note": GradientScale(0.5)}
-    blending = GradientBlending(scales, every=2)
-    middle = {head: tuple((a + b) / 2 for a, b in zip(THEN[head], NOW[head])) for head in THEN}
-    for losses in (THEN, middle):  # no full window yet: the factors stay
-        assert _epoch_end(blending, losses)["note_head_factor"] == 0.5
-    logs = _epoch_end(blending, NOW)  # epochs 0 to 2: the first estimate
-    assert logs["image_head_factor"] == MAX_HEAD_FACTOR and logs["note_head_factor"] == 0.0
-    assert float(scales["note"].scale.numpy()) == 0.0
-    # A resumed run picks its window up from the history.
-    history = {f"{h}_loss": [THEN[h][0], middle[h][0]] for h in THEN}
-    history.update({f"val_{h}_loss": [THEN[h][1], middle[h][1]] for h in THEN})
-    resumed = GradientBlending({"image": GradientScale(0.5), "note": GradientScale(0.5)}, 2, history)
-    assert _epoch_end(resumed, NOW)["note_head_factor"] == 0.0

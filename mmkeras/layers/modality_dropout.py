@@ -16,6 +16,11 @@ class ModalityDropout(keras.layers.Layer):
 
     Returns the masked tensors and the mask that was applied.
 
+    A modality can also be switched off for good (`switch_off`): it is then
+    treated as missing in every row, in training, at predict time and in
+    the exported model, which still takes its input but ignores it. The
+    switch is a non-trainable weight, saved with the model.
+
     Args:
         rate: float. Probability of dropping a modality in training.
         seed: int or None. Seed of the random drops.
@@ -30,11 +35,25 @@ class ModalityDropout(keras.layers.Layer):
         # mask stops here.
         self.supports_masking = True
 
+    def build(self, tensors_shape, modality_mask_shape):
+        # 1 for a modality the fusion reads, 0 for one switched off.
+        self.switched_on = self.add_weight(
+            shape=(modality_mask_shape[-1],),
+            initializer="ones",
+            trainable=False,
+            name="switched_on",
+            dtype="float32",
+        )
+
+    def switch_off(self, index):
+        """Masks modality `index` out of every row from now on."""
+        self.switched_on.assign(self.switched_on * (1.0 - ops.one_hot(index, self.switched_on.shape[0])))
+
     def compute_mask(self, tensors, modality_mask=None, mask=None):
         return None
 
     def call(self, tensors, modality_mask, training=None):
-        mask = ops.cast(modality_mask, tensors[0].dtype)
+        mask = ops.cast(modality_mask, tensors[0].dtype) * ops.cast(self.switched_on, tensors[0].dtype)
         if training and self.rate > 0:
             keep = ops.cast(
                 keras.random.uniform(ops.shape(mask), seed=self.seed_generator) >= self.rate,

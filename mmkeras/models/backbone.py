@@ -62,6 +62,17 @@ class MultimodalBackbone(keras.Model):
         return list(self.encoders)
 
     @property
+    def switched_off(self):
+        """The features the fusion no longer reads (`switch_off`)."""
+        switched_on = self.get_layer("modality_dropout").switched_on.numpy()
+        return [name for name, on in zip(self.encoders, switched_on) if not on]
+
+    def switch_off(self, feature):
+        """Treats `feature` as missing in every row from now on; its encoder
+        still feeds its unimodal head, which keeps showing what it learns."""
+        self.get_layer("modality_dropout").switch_off(self.feature_names.index(feature))
+
+    @property
     def fuses_decisions(self):
         """True when the fused vector is already the task's logits (late fusion)."""
         return self.fusion.fuses_decisions

@@ -34,16 +34,25 @@ class BalanceSpec:
             so a modality that generalises trains its encoder harder and one
             that only memorises does not. Needs validation data.
         blend_every: int. Epochs per Gradient-Blending estimate.
+        switch_off: bool. Switch a modality off for good (the fusion then
+            treats it as missing in every row, in training and in the
+            exported model) when its head learns the training rows but, two
+            epochs running, predicts the validation split no better than a
+            constant: what a shortcut column, one that gives the label away
+            in the training data only, looks like. Needs unimodal heads and
+            validation data; does nothing without them.
     """
 
     unimodal_heads: bool = True
     head_weight: float = 0.0
     method: str = "none"
     blend_every: int = 2
+    switch_off: bool = False
     where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
 
     def __post_init__(self):
         require(isinstance(self.unimodal_heads, bool), self.where, "`unimodal_heads` must be true or false.")
+        require(isinstance(self.switch_off, bool), self.where, "`switch_off` must be true or false.")
         require(
             isinstance(self.head_weight, (int, float))
             and not isinstance(self.head_weight, bool)

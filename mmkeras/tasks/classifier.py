@@ -169,6 +169,11 @@ class Classifier(FusionTask):
             return keras.losses.SparseCategoricalCrossentropy()
         return keras.losses.BinaryCrossentropy()
 
+    def target_as_prediction(self, targets):
+        if self.mode == "categorical":
+            return np.eye(len(self.labels), dtype=np.float32)[np.asarray(targets)]
+        return super().target_as_prediction(targets)
+
     def default_metrics(self):
         if self.mode == "categorical":
             return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -194,6 +194,18 @@ class FusionTask(Task):
     def loss_to_monitor(self):
         return f"{FUSED}_loss" if self.unimodal_heads else "loss"
 
+    def constant_loss(self, train_targets, targets):
+        """The loss on `targets` of always predicting the mean training target
+        (the class shares; the mean value): what a head that learned nothing
+        from its modality scores. Both are encoded targets."""
+        constant = np.mean(self.target_as_prediction(train_targets), axis=0)
+        predictions = np.tile(constant, (len(targets), 1))
+        return float(keras.losses.get(self.loss)(targets, predictions))
+
+    def target_as_prediction(self, targets):
+        """Encoded targets in the form of predictions (`[rows, outputs]`)."""
+        return np.asarray(targets, np.float32).reshape(len(targets), -1)
+
     def predict_with_heads(self, inputs):
         """(fused predictions, {feature: its unimodal head's predictions}) for
         a batch of inputs, from one call ({} without unimodal heads)."""

@@ -1,6 +1,7 @@
 """Callbacks that keep a run's work safe."""
 
 import math
+import os
 
 import keras
 
@@ -61,6 +62,14 @@ class FiniteModelCheckpoint(keras.callbacks.ModelCheckpoint):
     def on_epoch_end(self, epoch, logs=None):
         if _finite_loss(logs):
             super().on_epoch_end(epoch, logs)
+
+    def forget_best(self):
+        """Starts the search for the best epoch over, its file deleted: the
+        model changed (a modality was switched off), so no earlier epoch
+        compares with the ones to come."""
+        self.best = None
+        if os.path.exists(self.filepath):
+            os.remove(self.filepath)
 
 
 class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -1,11 +1,15 @@
 """How each modality learns (its overfitting-to-generalisation ratio per
-epoch) and Gradient-Blending, which weighs the modalities' heads by it."""
+epoch), Gradient-Blending, which weighs the modalities' heads by it, and
+switching off a modality that only fits the training rows."""
 
+import logging
 import math
 
 import keras
 
 from mmkeras.tasks.fusion_task import FUSED
+
+logger = logging.getLogger("mmkeras")
 
 
 def overfitting_to_generalization(first, now):
@@ -138,3 +142,90 @@ class GradientBlending(keras.callbacks.Callback):
                     layer.scale.assign(min(factor, MAX_HEAD_FACTOR) if weights[feature] > 0 else 0.0)
         for feature, layer in self.scales.items():
             logs[f"{feature}_head_factor"] = float(layer.scale.numpy())
+
+
+# A head has learned its training rows when its training loss is below this
+# share of the constant prediction's loss, and predicts the validation rows
+# no better than the constant when its validation loss is above this share
+# (a little below 1: a head that learned nothing still wobbles around it).
+LEARNED_SHARE = 0.9
+NO_BETTER_SHARE = 0.98
+# Epochs running a head must look like a shortcut before its modality is
+# switched off: one epoch can be a fluke of batch statistics.
+SHORTCUT_EPOCHS = 2
+# The suffix of each feature's logged switch: `<feature>_on`, 1 or 0.
+SWITCHED_ON = "_on"
+
+
+class SwitchOff(keras.callbacks.Callback):
+    """Switches a modality off for good when it looks like a shortcut.
+
+    A modality whose head has learned the training rows (training loss below
+    `LEARNED_SHARE` of the constant prediction's) but predicts the validation
+    split no better than that constant (validation loss above
+    `NO_BETTER_SHARE` of it) and worse than the epoch before,
+    `SHORTCUT_EPOCHS` epochs running, carries nothing that holds beyond the
+    training data: the fused model would only learn to trust it. (A real
+    modality can sit at the constant on validation for an epoch or two
+    while its batch statistics settle, but its validation loss is falling
+    by then.) It is switched off
+    (`MultimodalBackbone.switch_off`) and the fused model trains on without
+    it. The last modality on stays on. Logs `<feature>_on` (1 or 0) every
+    epoch.
+
+    Args:
+        backbone: MultimodalBackbone.
+        constant_loss: float. The loss of the constant prediction on the
+            validation split (`FusionTask.constant_loss`).
+        on_switch_off: callable or None. Called after a switch: the best
+            checkpoint and early stopping start over there, as the model
+            they compared against read the shortcut.
+    """
+
+    def __init__(self, backbone, constant_loss, on_switch_off=None):
+        super().__init__()
+        self.backbone = backbone
+        self.constant_loss = constant_loss
+        self.on_switch_off = on_switch_off
+        self.shortcut_epochs = dict.fromkeys(backbone.feature_names, 0)
+        self.previous_validation = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        features = self.backbone.feature_names
+        if logs is None or f"val_{features[0]}_loss" not in logs:
+            return
+        off = set(self.backbone.switched_off)
+        for feature, (train, validation) in head_losses(logs, features).items():
+            looks_like_shortcut = (
+                validation > self.previous_validation.get(feature, math.inf)
+                and validation >= NO_BETTER_SHARE * self.constant_loss
+                and train <= LEARNED_SHARE * self.constant_loss
+            )
+            self.previous_validation[feature] = validation
+            self.shortcut_epochs[feature] = self.shortcut_epochs[feature] + 1 if looks_like_shortcut else 0
+            if (
+                feature not in off
+                and self.shortcut_epochs[feature] >= SHORTCUT_EPOCHS
+                and len(off) < len(features) - 1
+            ):
+                self._switch_off(feature, train, validation)
+                off.add(feature)
+        for feature in features:
+            logs[feature + SWITCHED_ON] = float(feature not in off)
+
+    def _switch_off(self, feature, train, validation):
+        self.backbone.switch_off(feature)
+        if self.on_switch_off:
+            self.on_switch_off()
+        logger.warning(
+            "Switched `%s` off: its head's validation loss (%.3f) is no better than a constant "
+            "prediction's (%.3f) though it fits the training rows (loss %.3f), %d epochs running; "
+            "the fused model trains on without it. If `%s` should carry signal, check that the "
+            "validation rows are drawn like the training rows (data.validation_split.group_by).",
+            feature,
+            validation,
+            self.constant_loss,
+            train,
+            SHORTCUT_EPOCHS,
+            feature,
+        )

@@ -27,7 +27,7 @@ from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
 from mmkeras.training.defaults import resolve_training_defaults
-from mmkeras.training.modality_dynamics import GradientBlending, ModalityDynamics
+from mmkeras.training.modality_dynamics import SWITCHED_ON, GradientBlending, ModalityDynamics, SwitchOff
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -61,9 +61,16 @@ def _steps_per_epoch(spec):
 
 
 def _best_so_far(folder, monitor):
-    """The best monitored value in a resumed run's history, so `best` is not lost."""
-    values = folder.read_history().get(monitor)
-    return min(values) if values else None
+    """The best monitored value in a resumed run's history, so `best` is not
+    lost; counted from the last epoch a modality was switched off
+    (`SwitchOff` logs `<feature>_on`), as the model changed there."""
+    history = folder.read_history()
+    values = history.get(monitor)
+    if not values:
+        return None
+    switches = [column for name, column in history.items() if name.endswith(SWITCHED_ON)]
+    start = max((i for on in switches for i in range(1, len(on)) if on[i] != on[i - 1]), default=0)
+    return min(values[start:])
 
 
 def _check_data(spec):
@@ -193,20 +200,24 @@ def _train(spec, output_dir, overwrite, verbose):
         if multi_worker
         else FiniteBackupAndRestore(folder.backup, delete_checkpoint=True)
     )
-    callbacks = [
-        backup,
-        nan_guard,
-        FiniteModelCheckpoint(
-            folder.best,
-            monitor=monitor,
-            mode="min",
-            save_best_only=True,
-            initial_value_threshold=_best_so_far(folder, monitor),
-        ),
-        FiniteModelCheckpoint(folder.last),
-    ]
+    best_checkpoint = FiniteModelCheckpoint(
+        folder.best,
+        monitor=monitor,
+        mode="min",
+        save_best_only=True,
+        initial_value_threshold=_best_so_far(folder, monitor),
+    )
+    # The best weights come back from the `best` checkpoint after training,
+    # which, unlike EarlyStopping's copy in memory, survives a resume.
+    early_stopping = (
+        keras.callbacks.EarlyStopping(monitor, patience=spec.train.early_stopping_patience, mode="min")
+        if spec.train.early_stopping_patience
+        else None
+    )
+    callbacks = [backup, nan_guard, best_checkpoint, FiniteModelCheckpoint(folder.last)]
     if has_validation and task.unimodal_heads:
-        callbacks += _balance_callbacks(task, spec, folder.read_history())
+        restart = _starting_over(best_checkpoint, early_stopping)
+        callbacks += _balance_callbacks(task, spec, preprocessor, folder.read_history(), restart)
     callbacks += [
         keras.callbacks.CSVLogger(folder.history, append=True),
         keras.callbacks.TensorBoard(
@@ -214,12 +225,8 @@ def _train(spec, output_dir, overwrite, verbose):
             profile_batch=tuple(spec.train.profile_batches) if spec.train.profile_batches else 0,
         ),
     ]
-    if spec.train.early_stopping_patience:
-        # The best weights come back from the `best` checkpoint after training,
-        # which, unlike EarlyStopping's copy in memory, survives a resume.
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor, patience=spec.train.early_stopping_patience, mode="min")
-        )
+    if early_stopping:
+        callbacks.append(early_stopping)
     if has_validation and task.shows_examples and spec.train.tensorboard_examples:
         sample = collect_sample(spec, preprocessor)
         callbacks.append(DataSummaries(folder.logs, sample, spec, spec.train.tensorboard_examples))
@@ -259,24 +266,54 @@ def _train(spec, output_dir, overwrite, verbose):
     if chief:
         task.save(folder.model)
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        report = dict(metrics)
         if has_validation and task.unimodal_heads:
-            fusion_check = _fusion_check(folder, spec)
-        folder.write_metrics({**metrics, "fusion_check": fusion_check} if fusion_check else metrics)
+            fusion_check = report["fusion_check"] = _fusion_check(folder, spec)
+        if task.unimodal_heads and task.backbone.switched_off:
+            report["switched_off"] = task.backbone.switched_off
+        folder.write_metrics(report)
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
     return RunResult(folder.root, metrics, task, fusion_check)
 
 
-def _balance_callbacks(task, spec, history):
-    """The callbacks that watch, and with `model.balance.method` weigh, the
-    unimodal heads; `history` is a resumed run's, so their windows keep
-    their start."""
+def _starting_over(best_checkpoint, early_stopping):
+    """What a run does when the model changes under it (a modality switched
+    off): the search for its best epoch starts over."""
+
+    def start_over():
+        best_checkpoint.forget_best()
+        if early_stopping:
+            early_stopping.best, early_stopping.wait = None, 0
+
+    return start_over
+
+
+def _balance_callbacks(task, spec, preprocessor, history, restart):
+    """The callbacks that watch, and with `model.balance` weigh or switch
+    off, the unimodal heads; `history` is a resumed run's, so their windows
+    keep their start; `restart` is called when a modality is switched off."""
     callbacks = []
     if spec.model.balance.method == "gradient_blending":
         callbacks.append(GradientBlending(task.head_gradient_scales, spec.model.balance.blend_every, history))
+    if spec.model.balance.switch_off:
+        constant_loss = task.constant_loss(
+            _encoded_targets(spec, "train", preprocessor), _encoded_targets(spec, "validation", preprocessor)
+        )
+        callbacks.append(SwitchOff(task.backbone, constant_loss, restart))
     first_epoch = {name: values[0] for name, values in history.items() if values}
     callbacks.append(ModalityDynamics(task.head_names, first_epoch or None))
     return callbacks
+
+
+def _encoded_targets(spec, split, preprocessor):
+    """A split's good rows' targets, encoded, read from its manifest column
+    alone (no file is opened)."""
+    source = open_split(spec, split)
+    bad = bad_rows(spec, split, progress=False)
+    column = source.column(spec.data.target.column)
+    good = [value for key, value in zip(source.keys(), column) if key not in bad]
+    return np.asarray(preprocessor.target(good))
 
 
 def _fusion_check(folder, spec):

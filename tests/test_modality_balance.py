@@ -1,0 +1,167 @@
+"""Keeping the modalities of a fused model in balance (`model.balance`):
+Gradient-Blending's weights and switching off a modality that is a shortcut."""
+
+import csv
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import yaml
+
+from mmkeras.data.dataset import build_preprocessor, make_dataset
+from mmkeras.datasets import build_quickstart
+from mmkeras.layers import GradientScale
+from mmkeras.run_folder import RunFolder, load_task
+from mmkeras.spec import Spec
+from mmkeras.tasks import build_task
+from mmkeras.training import train
+from mmkeras.training.modality_dynamics import (
+    LEARNED_SHARE,
+    MAX_HEAD_FACTOR,
+    NO_BETTER_SHARE,
+    GradientBlending,
+    SwitchOff,
+    blend_weights,
+)
+from tests.training_helpers import SMALL_MODEL
+
+# Training and validation loss per head at two epochs: the image head learns
+# what holds on unseen rows, the note head only memorises.
+THEN = {"fused": (1.0, 1.2), "image": (1.5, 1.6), "note": (1.0, 2.0)}
+NOW = {"fused": (0.5, 0.9), "image": (1.0, 1.1), "note": (0.1, 2.3)}
+
+
+def test_gradient_blending_weighs_heads_by_generalisation_over_overfitting_squared():
+    weights = blend_weights(THEN, NOW)
+    fused = 0.3 / 0.2**2  # ΔG 0.3, ΔO 0.2
+    image = 0.5 / (0.1 * 0.5) ** 2  # ΔO 0: floored at a tenth of ΔG
+    assert weights == pytest.approx(
+        {"fused": fused / (fused + image), "image": image / (fused + image), "note": 0}
+    )
+    worse = {head: (train, validation + 1) for head, (train, validation) in THEN.items()}
+    assert blend_weights(THEN, worse) is None  # no head generalised
+
+
+def _epoch_end(callback, losses, epoch=0):
+    """Calls `on_epoch_end` with the logs of {head: (training loss, validation loss)}."""
+    logs = {f"{head}_loss": train for head, (train, _) in losses.items()}
+    logs.update({f"val_{head}_loss": validation for head, (_, validation) in losses.items()})
+    callback.on_epoch_end(epoch, logs)
+    return logs
+
+
+def test_gradient_blending_sets_each_heads_factor_every_window():
+    scales = {"image": GradientScale(0.5), "note": GradientScale(0.5)}
+    blending = GradientBlending(scales, every=2)
+    middle = {head: tuple((a + b) / 2 for a, b in zip(THEN[head], NOW[head])) for head in THEN}
+    for losses in (THEN, middle):  # no full window yet: the factors stay
+        assert _epoch_end(blending, losses)["note_head_factor"] == 0.5
+    logs = _epoch_end(blending, NOW)  # epochs 0 to 2: the first estimate
+    assert logs["image_head_factor"] == MAX_HEAD_FACTOR and logs["note_head_factor"] == 0.0
+    assert float(scales["note"].scale.numpy()) == 0.0
+    # A resumed run picks its window up from the history.
+    history = {f"{h}_loss": [THEN[h][0], middle[h][0]] for h in THEN}
+    history.update({f"val_{h}_loss": [THEN[h][1], middle[h][1]] for h in THEN})
+    resumed = GradientBlending({"image": GradientScale(0.5), "note": GradientScale(0.5)}, 2, history)
+    assert _epoch_end(resumed, NOW)["note_head_factor"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def shortcut_dir(tmp_path_factory):
+    """The quickstart's pictures with a `note` column that names the label
+    in every training row and is random in the validation and test rows."""
+    folder = str(tmp_path_factory.mktemp("shortcut"))
+    build_quickstart(folder, num_rows=400)
+    with open(os.path.join(folder, "train.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = sorted({row["label"] for row in rows})
+    rng = random.Random(0)
+    rng.shuffle(rows)
+    with open(os.path.join(folder, "test.csv"), newline="") as f:
+        splits = {"train": rows[80:], "validation": rows[:80], "test": list(csv.DictReader(f))}
+    for split, split_rows in splits.items():
+        for row in split_rows:
+            row["note"] = row["label"] if split == "train" else rng.choice(labels)
+        with open(os.path.join(folder, f"{split}.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, ["image", "note", "label"], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(split_rows)
+    mapping = Spec.from_yaml(os.path.join(folder, "spec.yaml")).to_dict()
+    mapping["data"].update(
+        validation="validation.csv",
+        validation_split=None,
+        features=[
+            next(f for f in mapping["data"]["features"] if f["name"] == "image"),
+            {"name": "note", "modality": "text", "column": "note", "max_tokens": 20, "sequence_length": 2},
+        ],
+    )
+    mapping["model"] = {
+        "encoders": {
+            "image": SMALL_MODEL["encoders"]["image"],
+            "note": {"type": "lstm", "embedding_dim": 16, "units": 16},
+        },
+        "fusion": {"type": "concat"},
+        "head": {"hidden_dims": [32], "dropout_rate": 0.1},
+        # Each encoder also learns on its own: the note head learns its
+        # shortcut within a few epochs.
+        "balance": {"switch_off": True, "head_weight": 1.0},
+    }
+    mapping["train"].update(epochs=6, tensorboard_examples=0)
+    with open(os.path.join(folder, "spec.yaml"), "w") as f:
+        yaml.safe_dump(mapping, f)
+    return folder
+
+
+def test_switch_off_waits_for_two_shortcut_epochs_and_keeps_the_last_modality(shortcut_dir):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    task = build_task(spec, build_preprocessor(spec, progress=False))
+    switches = []
+    switch = SwitchOff(task.backbone, constant_loss=1.0, on_switch_off=lambda: switches.append(1))
+    learned = LEARNED_SHARE - 0.05
+
+    def shortcut(epoch, image=(0.5, 0.8)):
+        """The note head fits its training rows while its validation loss,
+        at the constant's or above, climbs epoch by epoch."""
+        return {"image": image, "note": (learned, NO_BETTER_SHARE + 0.1 * epoch)}
+
+    # The first epoch has nothing to climb from, and one epoch alone is not enough.
+    for epoch in (0, 1):
+        assert _epoch_end(switch, shortcut(epoch), epoch)["note_on"] == 1.0
+    # A head that does a little better than the constant on unseen rows
+    # carries some signal, and one whose validation loss falls is still
+    # learning: either way the count starts over.
+    some_signal = {"image": (0.5, 0.8), "note": (learned, NO_BETTER_SHARE - 0.05)}
+    assert _epoch_end(switch, some_signal, epoch=2)["note_on"] == 1.0
+    assert _epoch_end(switch, shortcut(3), epoch=3)["note_on"] == 1.0
+    falling = {"image": (0.5, 0.8), "note": (learned, NO_BETTER_SHARE + 0.2)}
+    assert _epoch_end(switch, falling, epoch=4)["note_on"] == 1.0
+    assert _epoch_end(switch, shortcut(5), epoch=5)["note_on"] == 1.0
+    assert not switches
+    # A head that never fit its training rows is slow, not a shortcut.
+    logs = _epoch_end(switch, shortcut(6, image=(LEARNED_SHARE + 0.05, 1.5)), epoch=6)
+    assert (logs["note_on"], logs["image_on"]) == (0.0, 1.0)
+    assert task.backbone.switched_off == ["note"]
+    assert switches == [1]  # the best checkpoint and early stopping start over
+    # The last modality on stays on, shortcut or not.
+    for epoch in (7, 8, 9):
+        both = {"image": (learned, NO_BETTER_SHARE + epoch), "note": (learned, NO_BETTER_SHARE + epoch)}
+        assert _epoch_end(switch, both, epoch)["image_on"] == 1.0
+
+
+def test_a_shortcut_is_switched_off_in_training_and_in_the_saved_model(shortcut_dir, tmp_path):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    run = train(spec, str(tmp_path / "run"), verbose=0)
+    history = RunFolder(run.run_dir).read_history()
+    assert history["note_on"][0] == 1.0 and history["note_on"][-1] == 0.0, history["note_on"]
+    assert set(history["image_on"]) == {1.0}
+    # The saved model (the best epoch after the switch) ignores the note.
+    task = load_task(RunFolder(run.run_dir).model)
+    assert task.backbone.switched_off == ["note"]
+    assert json.load(open(RunFolder(run.run_dir).metrics))["switched_off"] == ["note"]
+    validation = make_dataset(spec, "validation", preprocessor=task.preprocessor, batch_size=80)
+    inputs, _ = next(iter(validation))
+    other_notes = dict(inputs, note=np.roll(inputs["note"], 1, axis=0))
+    assert not np.array_equal(other_notes["note"], inputs["note"])
+    np.testing.assert_array_equal(task.predict_on_batch(inputs), task.predict_on_batch(other_notes))
