@@ -28,6 +28,8 @@ from mmkeras.datasets.files import data_root, read_wav, write_csv, write_spec, w
 
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 SAMPLE_RATE = 8000
+# FSDD's official split: each speaker's takes 0-4 of every digit are the test set.
+TEST_TAKES = 5
 # The shortcut testbed's note words, one per digit.
 NOTE_WORDS = ("amber", "birch", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "juniper")
 
@@ -100,6 +102,7 @@ def build_avmnist(
     validation_split=0.1,
     duration_s=1.0,
     shortcut=None,
+    train_takes=None,
 ):
     """Writes AV-MNIST (PNG images, WAV paths, manifests, spec) to `output_dir`.
 
@@ -120,6 +123,9 @@ def build_avmnist(
             label in this share of the training rows and random in the
             validation and test rows (written to `validation.csv`, held out
             by recording as above).
+        train_takes: int or None. Training recordings per speaker and digit
+            (FSDD has 45, takes 5 to 49); fewer for a quick run. The test
+            split keeps all of its own.
 
     Returns:
         The `Spec` written to `output_dir/spec.yaml`.
@@ -142,7 +148,9 @@ def build_avmnist(
     for split in rows:
         os.makedirs(os.path.join(output_dir, "images", split), exist_ok=True)
     for path, digit, speaker, take in _recordings(root):
-        split = "test" if take < 5 else "train"
+        split = "test" if take < TEST_TAKES else "train"
+        if split == "train" and train_takes is not None and take >= TEST_TAKES + train_takes:
+            continue
         audio = path
         if audio_snr_db is not None:
             samples, rate = read_wav(path)
