@@ -8,6 +8,8 @@ Testbeds:
   in 90% of the training rows and is random in validation and test: a model
   that trusts it fails on unseen rows. Its reference is the same spec
   without the note.
+- `emoji`, `emoji_shortcut`: emoji names and pictures to their category,
+  without and with the same kind of note.
 
 Each fused variant and each single-modality model is trained with seeds
 0..N-1 and scored on the test split with the task's headline metric; the
@@ -25,7 +27,7 @@ import tempfile
 import numpy as np
 from progress import mean_and_spread, measure_each
 
-from mmkeras.datasets import build_avmnist
+from mmkeras.datasets import build_avmnist, build_emoji
 from mmkeras.evaluation import evaluate_run
 from mmkeras.quickstart import AVMNIST_DEGRADATION, single_modality_spec
 from mmkeras.spec.model import BalanceSpec
@@ -34,6 +36,8 @@ from mmkeras.training import train
 TESTBEDS = {
     "avmnist": lambda folder: build_avmnist(folder, **AVMNIST_DEGRADATION),
     "avmnist_shortcut": lambda folder: build_avmnist(folder, shortcut=0.9, **AVMNIST_DEGRADATION),
+    "emoji": lambda folder: build_emoji(folder),
+    "emoji_shortcut": lambda folder: build_emoji(folder, shortcut=0.9),
 }
 SHORTCUT_FEATURE = "note"
 # The fused variants: `model.balance` settings over the spec's own.

@@ -13,8 +13,8 @@ from PIL import Image
 
 from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_split, write_tfrecords
 from mmkeras.datasets import build_avmnist, build_emoji, build_flickr8k, build_ham10000
-from mmkeras.datasets.avmnist import NOTE_WORDS
 from mmkeras.datasets.files import write_wav
+from mmkeras.datasets.shortcut import note_word
 from mmkeras.errors import BadRecordError
 from tests.conftest import two_cpu_strategy, write_spec
 
@@ -282,7 +282,7 @@ def test_avmnist_shortcut_note_names_the_label_in_training_only(data_root, tmp_p
     spec = build_avmnist(str(tmp_path), data_root_dir=data_root, shortcut=0.9)
     splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in SPLITS}
     honest = {
-        name: np.mean([row["note"] == NOTE_WORDS[int(row["label"])] for row in rows])
+        name: np.mean([row["note"] == note_word(int(row["label"])) for row in rows])
         for name, rows in splits.items()
     }
     # 0.9 named, plus a tenth of the random draws landing on the label's word.
@@ -306,6 +306,25 @@ def test_avmnist_shortcut_note_names_the_label_in_training_only(data_root, tmp_p
     assert [row["mnist_index"] for row in plain["test"]] == [row["mnist_index"] for row in splits["test"]]
     assert len(plain["train"]) == 6 * 10 * 2  # speakers, digits, takes
     assert {int(re.search(r"_(\d+)\.wav$", row["audio"]).group(1)) for row in plain["train"]} == {5, 6}
+
+
+def test_emoji_shortcut_note_names_the_category_in_training_only(data_root, tmp_path):
+    spec = build_emoji(str(tmp_path), data_root_dir=data_root, shortcut=0.9)
+    splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in SPLITS}
+    labels = sorted({row["category"] for rows in splits.values() for row in rows})
+    honest = {
+        name: np.mean([row["note"] == note_word(labels.index(row["category"])) for row in rows])
+        for name, rows in splits.items()
+    }
+    assert honest["train"] == pytest.approx(0.9 + 0.1 / len(labels), abs=0.03)
+    assert honest["validation"] < 0.25 and honest["test"] < 0.25  # chance is 1 in 9
+    assert [f.name for f in spec.data.features] == ["name", "image", "note"]
+    assert spec.data.validation == "validation.csv"
+    assert len(splits["validation"]) == pytest.approx(
+        0.1 * (len(splits["train"]) + len(splits["validation"])), rel=0.1
+    )
+    # Every emoji is in exactly one split, as without the shortcut.
+    assert sum(map(len, splits.values())) == 1906
 
 
 def test_flickr8k_dataset_splits_by_photo(data_root, tmp_path):

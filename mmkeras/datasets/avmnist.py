@@ -25,13 +25,12 @@ from PIL import Image
 
 from mmkeras.data.manifest import split_by_group
 from mmkeras.datasets.files import data_root, read_wav, write_csv, write_spec, write_wav
+from mmkeras.datasets.shortcut import NOTE_ENCODER, NOTE_FEATURE, add_notes
 
 FSDD_NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 SAMPLE_RATE = 8000
 # FSDD's official split: each speaker's takes 0-4 of every digit are the test set.
 TEST_TAKES = 5
-# The shortcut testbed's note words, one per digit.
-NOTE_WORDS = ("amber", "birch", "cobalt", "dune", "ember", "fjord", "garnet", "harbor", "indigo", "juniper")
 
 
 def _recordings(root):
@@ -82,14 +81,6 @@ def add_noise(samples, snr_db, rng):
     rms = np.sqrt(np.mean(signal**2)) or 1e-4
     noise = rng.normal(0.0, rms / (10 ** (snr_db / 20)), size=signal.shape)
     return np.clip(signal + noise, -1.0, 1.0)
-
-
-def _add_notes(rows, reliability, rng):
-    """Gives each row a `note`: its label's word with probability
-    `reliability`, otherwise a word drawn at random."""
-    for row in rows:
-        honest = rng.rand() < reliability
-        row["note"] = NOTE_WORDS[row["label"] if honest else rng.randint(len(NOTE_WORDS))]
 
 
 def build_avmnist(
@@ -180,12 +171,12 @@ def build_avmnist(
         rows["train"], rows["validation"] = split_by_group(
             rows["train"], "audio", "label", [validation_split], seed
         )
-        _add_notes(rows["train"], shortcut, rng)
-        _add_notes(rows["validation"] + rows["test"], 0.0, rng)
+        add_notes(rows["train"], lambda row: row["label"], 10, shortcut, rng)
+        add_notes(rows["validation"] + rows["test"], lambda row: row["label"], 10, 0.0, rng)
         columns.append("note")
         validation = {"validation": "validation.csv"}
-        features = [{"name": "note", "modality": "text", "column": "note"}]
-        encoders = {"note": {"type": "lstm", "embedding_dim": 16, "units": 16}}
+        features = [NOTE_FEATURE]
+        encoders = {"note": NOTE_ENCODER}
     for split, split_rows in rows.items():
         write_csv(os.path.join(output_dir, f"{split}.csv"), split_rows, columns)
     return write_spec(
