@@ -56,6 +56,8 @@ def cmd_train(args):
     result = train(spec, output_dir, overwrite=args.overwrite, verbose=verbose)
     print(f"Run folder: {output_dir}")
     print(f"Validation: {summarize(result.metrics)}")
+    if result.switched_off:
+        print(f"Switched off in training, the fused model ignores: {', '.join(result.switched_off)}")
     if result.fusion_check and result.fusion_check["message"]:
         print(f"Warning: {result.fusion_check['message']}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(output_dir, 'logs')}")
@@ -79,6 +81,8 @@ def cmd_evaluate(args):
         print("Modality ablation:")
         for name, values in report["modality_ablation"].items():
             print(f"  {name:<24} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    if report.get("switched_off"):
+        print(f"Switched off in training, the fused model ignores: {', '.join(report['switched_off'])}")
     if "unimodal_heads" in report:
         print("Each modality's own head:")
         for name, values in report["unimodal_heads"].items():

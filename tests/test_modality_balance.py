@@ -12,6 +12,7 @@ import yaml
 
 from mmkeras.data.dataset import build_preprocessor, make_dataset
 from mmkeras.datasets import build_quickstart
+from mmkeras.evaluation import evaluate_run
 from mmkeras.layers import GradientScale
 from mmkeras.run_folder import RunFolder, load_task
 from mmkeras.spec import Spec
@@ -159,7 +160,12 @@ def test_a_shortcut_is_switched_off_in_training_and_in_the_saved_model(shortcut_
     # The saved model (the best epoch after the switch) ignores the note.
     task = load_task(RunFolder(run.run_dir).model)
     assert task.backbone.switched_off == ["note"]
+    assert run.switched_off == ["note"]
     assert json.load(open(RunFolder(run.run_dir).metrics))["switched_off"] == ["note"]
+    report = evaluate_run(run.run_dir, baselines=False)
+    assert report["switched_off"] == ["note"]
+    ablation = report["modality_ablation"]
+    assert ablation["without note"] == ablation["all modalities"]
     validation = make_dataset(spec, "validation", preprocessor=task.preprocessor, batch_size=80)
     inputs, _ = next(iter(validation))
     other_notes = dict(inputs, note=np.roll(inputs["note"], 1, axis=0))

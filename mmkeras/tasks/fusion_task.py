@@ -272,7 +272,9 @@ class FusionTask(Task):
         each one masked in turn (its input zeroed, its `modality_mask` entry
         0), as the model would see a row missing it. With unimodal heads the
         report also holds each head's headline (`unimodal_heads`) and
-        `fusion_check`, which says whether the fused model beats them.
+        `fusion_check`, which says whether the fused model beats them, and
+        a model that switched a modality off in training names it
+        (`switched_off`).
         """
         features = self.feature_names
         targets, predictions = [], [[] for _ in range(len(features) + 1)]
@@ -294,6 +296,8 @@ class FusionTask(Task):
         for feature, masked in zip(features, predictions[1:]):
             ablation[f"without {feature}"] = {name: self.headline(self.report(targets, masked))[1]}
         report["modality_ablation"] = ablation
+        if self.backbone.switched_off:
+            report["switched_off"] = self.backbone.switched_off
         report["headline"] = name
         figures = self.report_figures(report, targets, predictions[0])
         figures["modality_ablation.png"] = plots.bar_figure(

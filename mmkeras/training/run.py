@@ -100,14 +100,15 @@ def _preprocessor(spec, folder):
 @dataclasses.dataclass
 class RunResult:
     """What `train` returns: where the run is, its final metrics, the trained
-    Task, and how the fused model compares with its unimodal heads on the
+    Task, how the fused model compares with its unimodal heads on the
     validation split (`FusionTask.fusion_check`; None without heads or
-    validation data)."""
+    validation data), and the features switched off in training."""
 
     run_dir: str
     metrics: dict
     task: keras.Model
     fusion_check: dict | None = None
+    switched_off: list = dataclasses.field(default_factory=list)
 
 
 def train(
@@ -263,18 +264,19 @@ def _train(spec, output_dir, overwrite, verbose):
     metrics = {name: float(value) for name, value in metrics.items()}
     metrics["train_seconds"] = round(time.time() - started, 1)
     fusion_check = None
+    switched_off = task.backbone.switched_off if task.unimodal_heads else []
     if chief:
         task.save(folder.model)
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
         report = dict(metrics)
         if has_validation and task.unimodal_heads:
             fusion_check = report["fusion_check"] = _fusion_check(folder, spec)
-        if task.unimodal_heads and task.backbone.switched_off:
-            report["switched_off"] = task.backbone.switched_off
+        if switched_off:
+            report["switched_off"] = switched_off
         folder.write_metrics(report)
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
-    return RunResult(folder.root, metrics, task, fusion_check)
+    return RunResult(folder.root, metrics, task, fusion_check, switched_off)
 
 
 def _starting_over(best_checkpoint, early_stopping):
