@@ -151,6 +151,15 @@ def test_switch_off_waits_for_two_shortcut_epochs_and_keeps_the_last_modality(sh
         assert _epoch_end(switch, both, epoch)["image_on"] == 1.0
 
 
+def test_the_constant_prediction_is_the_training_class_shares(shortcut_dir):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    task = build_task(spec, build_preprocessor(spec, progress=False))
+    task.compile()  # the loss it scores with
+    # Half class 0, half class 1 in training: 0.5 on each, whatever the row.
+    loss = task.constant_loss(np.array([0, 0, 1, 1]), np.array([0, 1, 1]))
+    assert loss == pytest.approx(np.log(2), rel=1e-4)
+
+
 def test_a_shortcut_is_switched_off_in_training_and_in_the_saved_model(shortcut_dir, tmp_path):
     spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
     run = train(spec, str(tmp_path / "run"), verbose=0)

@@ -36,18 +36,19 @@ class BalanceSpec:
         blend_every: int. Epochs per Gradient-Blending estimate.
         switch_off: bool. Switch a modality off for good (the fusion then
             treats it as missing in every row, in training and in the
-            exported model) when its head learns the training rows but, two
-            epochs running, predicts the validation split no better than a
-            constant: what a shortcut column, one that gives the label away
-            in the training data only, looks like. Needs unimodal heads and
-            validation data; does nothing without them.
+            exported model) when its head fits the training rows while its
+            validation loss, no better than a constant prediction's, climbs
+            two epochs running: what a shortcut column, one that gives the
+            label away in the training data only, looks like. On by default
+            (it never fired on the clean testbeds); needs unimodal heads and
+            validation data, and does nothing without them.
     """
 
     unimodal_heads: bool = True
     head_weight: float = 0.0
     method: str = "none"
     blend_every: int = 2
-    switch_off: bool = False
+    switch_off: bool = True
     where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
 
     def __post_init__(self):

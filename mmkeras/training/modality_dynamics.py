@@ -168,10 +168,9 @@ class SwitchOff(keras.callbacks.Callback):
     training data: the fused model would only learn to trust it. (A real
     modality can sit at the constant on validation for an epoch or two
     while its batch statistics settle, but its validation loss is falling
-    by then.) It is switched off
-    (`MultimodalBackbone.switch_off`) and the fused model trains on without
-    it. The last modality on stays on. Logs `<feature>_on` (1 or 0) every
-    epoch.
+    by then.) It is switched off (`MultimodalBackbone.switch_off`) and the
+    fused model trains on without it. The last modality on stays on. Logs
+    `<feature>_on` (1 or 0) every epoch.
 
     Args:
         backbone: MultimodalBackbone.
@@ -218,14 +217,15 @@ class SwitchOff(keras.callbacks.Callback):
         if self.on_switch_off:
             self.on_switch_off()
         logger.warning(
-            "Switched `%s` off: its head's validation loss (%.3f) is no better than a constant "
-            "prediction's (%.3f) though it fits the training rows (loss %.3f), %d epochs running; "
-            "the fused model trains on without it. If `%s` should carry signal, check that the "
-            "validation rows are drawn like the training rows (data.validation_split.group_by).",
+            "Switched `%s` off: its head fits the training rows (loss %.3f) while its validation "
+            "loss (%.3f), no better than a constant prediction's (%.3f), has climbed %d epochs "
+            "running; the fused model trains on without it. A column that gives the label away in "
+            "the training rows only does this. If `%s` is meant to carry signal, compare its values "
+            "in the training and validation rows, or set `model.balance.switch_off: false`.",
             feature,
+            train,
             validation,
             self.constant_loss,
-            train,
             SHORTCUT_EPOCHS,
             feature,
         )
