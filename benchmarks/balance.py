@@ -43,10 +43,10 @@ SHORTCUT_FEATURE = "note"
 # The fused variants: `model.balance` settings over the spec's own.
 VARIANTS = {
     "default": {},
+    "no switch_off": {"switch_off": False},
     "head_weight_1": {"head_weight": 1.0},
-    "gradient_blending": {"head_weight": 1.0, "method": "gradient_blending"},
-    "switch_off": {"switch_off": True},
-    "switch_off_head_weight_1": {"switch_off": True, "head_weight": 1.0},
+    "head_weight_1, no switch_off": {"head_weight": 1.0, "switch_off": False},
+    "gradient_blending": {"head_weight": 1.0, "method": "gradient_blending", "switch_off": False},
 }
 
 
@@ -75,14 +75,14 @@ def models(spec):
     return specs
 
 
-def measure(testbed, work, seeds, only=None):
+def measure(testbed, work, seeds, only=None, first_seed=0):
     spec = TESTBEDS[testbed](os.path.join(work, testbed, "data"))
     results = {}
     for name, model_spec in models(spec).items():
         if only and not any(word in name for word in only):
             continue
         results[name] = {"scores": [], "heads": []}
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             run_dir = os.path.join(work, testbed, name.replace(", ", "-").replace(" ", "_"), f"seed-{seed}")
             seeded = dataclasses.replace(model_spec, train=dataclasses.replace(model_spec.train, seed=seed))
             train(seeded, run_dir, overwrite=True, verbose=0)
@@ -114,13 +114,16 @@ def main(argv=None):
     )
     parser.add_argument("--testbeds", nargs="+", default=list(TESTBEDS), choices=list(TESTBEDS))
     parser.add_argument("--seeds", type=int, default=3, help="runs per model (default 3)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--only", nargs="+", help="train only the models whose name holds one of these words")
     parser.add_argument("--work-dir", help="where data and runs go (default: a temporary folder)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="mmkeras-balance-")
     results = measure_each(
-        args.testbeds, lambda testbed: measure(testbed, work, args.seeds, args.only), args.json
+        args.testbeds,
+        lambda testbed: measure(testbed, work, args.seeds, args.only, args.first_seed),
+        args.json,
     )
     print()
     print(table(results))
