@@ -52,11 +52,12 @@ def test_class_weights_travel_with_each_row(quickstart_dir):
     assert (target.numpy() == index).any() and (target.numpy() != index).any()
 
 
-@pytest.mark.parametrize("precision", ["off", "float16"])
-def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_dir, tmp_path, precision):
+def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_dir, tmp_path):
+    # Under float16, which adds loss scaling to every strategy's step; float32
+    # under both strategies is trained by the fusion and resume tests.
     base = os.path.join(quickstart_dir, "spec.yaml")
     common = dict(
-        epochs=1, mixed_precision=precision, class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3
+        epochs=1, mixed_precision="float16", class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3
     )
     histories, steps = {}, {}
     for strategy, replicas in (("default", 1), ("mirrored", 2)):
