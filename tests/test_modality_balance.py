@@ -22,6 +22,7 @@ from mmkeras.training.modality_dynamics import (
     LEARNED_SHARE,
     MAX_HEAD_FACTOR,
     NO_BETTER_SHARE,
+    EarlyFreezing,
     GradientBlending,
     SwitchOff,
     blend_weights,
@@ -180,3 +181,54 @@ def test_a_shortcut_is_switched_off_in_training_and_in_the_saved_model(shortcut_
     other_notes = dict(inputs, note=np.roll(inputs["note"], 1, axis=0))
     assert not np.array_equal(other_notes["note"], inputs["note"])
     np.testing.assert_array_equal(task.predict_on_batch(inputs), task.predict_on_batch(other_notes))
+
+
+def test_early_freezing_freezes_the_modality_whose_validation_loss_stalls(shortcut_dir):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    task = build_task(spec, build_preprocessor(spec, progress=False))
+    freezing = EarlyFreezing(task.backbone, patience=2)
+    # The image head keeps improving; the note head's best is its first epoch.
+    epochs = [
+        {"image": (1.0, 1.0), "note": (0.8, 1.0)},
+        {"image": (0.9, 0.9), "note": (0.5, 1.1)},
+        {"image": (0.8, 0.8), "note": (0.3, 1.05)},
+    ]
+    assert _epoch_end(freezing, epochs[0], 0)["note_learns"] == 1.0
+    assert _epoch_end(freezing, epochs[1], 1)["note_learns"] == 1.0  # one epoch without a better loss
+    logs = _epoch_end(freezing, epochs[2], 2)
+    assert (logs["note_learns"], logs["image_learns"]) == (0.0, 1.0)
+    assert task.backbone.frozen == ["note"]
+    # A resumed run counts on from its history.
+    resumed_task = build_task(spec, task.preprocessor)
+    history = {f"val_{head}_loss": [e[head][1] for e in epochs[:2]] for head in ("image", "note")}
+    resumed = EarlyFreezing(resumed_task.backbone, patience=2, history=history)
+    assert _epoch_end(resumed, epochs[2], 2)["note_learns"] == 0.0
+
+
+def test_a_frozen_encoder_gets_no_gradient_from_the_fusion_or_its_head(shortcut_dir):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    task = build_task(spec, build_preprocessor(spec, progress=False))
+    task.compile()  # Adam: a variable without gradient does not move
+    inputs, targets = next(iter(make_dataset(spec, "train", preprocessor=task.preprocessor)))
+    task.backbone.freeze("note")
+    encoders = task.backbone.encoders
+    before = {name: [w.numpy() for w in encoder.trainable_weights] for name, encoder in encoders.items()}
+    for _ in range(2):
+        task.train_on_batch(inputs, targets)
+    after = {name: [w.numpy() for w in encoder.trainable_weights] for name, encoder in encoders.items()}
+    assert all(np.array_equal(b, a) for b, a in zip(before["note"], after["note"]))
+    assert not all(np.array_equal(b, a) for b, a in zip(before["image"], after["image"]))
+    head = task.get_layer("note_prediction")  # the note's own head still learns from its features
+    assert head.trainable_weights and task.backbone.frozen == ["note"]
+
+
+def test_a_run_with_early_freezing_logs_and_keeps_the_frozen_encoder(shortcut_dir, tmp_path):
+    mapping = yaml.safe_load(open(os.path.join(shortcut_dir, "spec.yaml")))
+    mapping["model"]["balance"] = {"switch_off": False, "head_weight": 1.0, "freeze_after": 1}
+    mapping["train"]["epochs"] = 4
+    spec = Spec.from_dict(mapping, base_dir=shortcut_dir)
+    run = train(spec, str(tmp_path / "run"), verbose=0)
+    history = RunFolder(run.run_dir).read_history()
+    assert history["note_learns"][0] == 1.0 and history["note_learns"][-1] == 0.0, history
+    frozen = json.load(open(RunFolder(run.run_dir).metrics))["frozen"]
+    assert "note" in frozen and all(history[f"{f}_learns"][-1] == 0.0 for f in frozen)

@@ -20,6 +20,7 @@ class GradientScale(keras.layers.Layer):
 
     def __init__(self, scale=1.0, **kwargs):
         super().__init__(**kwargs)
+        self.supports_masking = True  # the identity: a sequence's mask passes unchanged
         self.initial_scale = float(scale)
         self.scale = self.add_weight(
             shape=(),

@@ -2,18 +2,27 @@
 
 import keras
 
-from mmkeras.layers import ModalityDropout
+from mmkeras.layers import GradientScale, ModalityDropout
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 
 FUSED_EMBEDDING = "fused_embedding"
 # The backbone's output holding each encoder's pooled vector, by feature.
 POOLED = "pooled"
+# The suffix of the GradientScale layer each encoder's outputs pass through.
+ENCODER_GRADIENT = "_encoder_gradient"
 
 
 def _encoder_input(encoder):
     """(input key, symbolic input) of an encoder, which takes exactly one."""
     ((key, tensor),) = encoder.input.items()
     return key, tensor
+
+
+def _freezable(feature, encoded):
+    """An encoder's outputs through one GradientScale: at 0 (`freeze`) no
+    gradient reaches the encoder, from the fusion or its unimodal head."""
+    scale = GradientScale(1.0, name=f"{feature}{ENCODER_GRADIENT}")
+    return {key: scale(value) if key in ("pooled", "sequence") else value for key, value in encoded.items()}
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -24,9 +33,11 @@ class MultimodalBackbone(keras.Model):
     it, plus `modality_mask` `[batch, num_features]`. Each encoder
     (`{feature}_encoder`) encodes its feature; `ModalityDropout` zeroes the
     missing (and in training, randomly dropped) modalities; the fusion layer
-    joins them. The output is a dict: `fused_embedding`, the fused vector a
-    Task puts its head on, and `pooled`, each encoder's pooled vector by
-    feature before any modality is dropped (what a unimodal head reads).
+    joins them. Each encoder's outputs pass a GradientScale first
+    (`{feature}_encoder_gradient`), which `freeze` sets to 0. The output is
+    a dict: `fused_embedding`, the fused vector a Task puts its head on, and
+    `pooled`, each encoder's pooled vector by feature before any modality is
+    dropped (what a unimodal head reads).
 
     Args:
         encoders: dict. Feature name to its encoder (`mmkeras.layers`), in
@@ -42,7 +53,10 @@ class MultimodalBackbone(keras.Model):
             _, tensor = _encoder_input(encoder)
             inputs[name] = keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
         inputs[MODALITY_MASK] = keras.Input(shape=(len(encoders),), name=MODALITY_MASK)
-        encoded = [encoder({_encoder_input(encoder)[0]: inputs[name]}) for name, encoder in encoders.items()]
+        encoded = [
+            _freezable(name, encoder({_encoder_input(encoder)[0]: inputs[name]}))
+            for name, encoder in encoders.items()
+        ]
         dropout = ModalityDropout(modality_dropout, name="modality_dropout")
         if fusion.reads_sequences:
             sequences, mask = dropout([e["sequence"] for e in encoded], inputs[MODALITY_MASK])
@@ -71,6 +85,22 @@ class MultimodalBackbone(keras.Model):
         """Treats `feature` as missing in every row from now on; its encoder
         still feeds its unimodal head, which keeps showing what it learns."""
         self.get_layer("modality_dropout").switch_off(self.feature_names.index(feature))
+
+    @property
+    def frozen(self):
+        """The features whose encoders no longer learn (`freeze`)."""
+        return [name for name in self.encoders if self.get_layer(name + ENCODER_GRADIENT).scale.numpy() == 0]
+
+    def freeze(self, feature):
+        """Stops `feature`'s encoder from learning from now on: no gradient
+        reaches it, from the fusion or from its unimodal head. Unlike
+        `trainable = False` it needs no new training step (nor a new
+        compile), so a callback can do it mid-run under every strategy. What
+        the optimizer already carries still moves the weights a little (Adam's
+        momentum fades within a few dozen steps; decoupled weight decay
+        shrinks them by learning rate x decay a step), and batch norm keeps
+        following the batches."""
+        self.get_layer(feature + ENCODER_GRADIENT).scale.assign(0.0)
 
     @property
     def fuses_decisions(self):

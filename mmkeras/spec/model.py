@@ -42,6 +42,12 @@ class BalanceSpec:
             label away in the training data only, looks like. On by default
             (it never fired on the clean testbeds); needs unimodal heads and
             validation data, and does nothing without them.
+        freeze_after: int or None. Early stopping per modality: once a
+            modality's head has not improved its validation loss for this
+            many epochs, no gradient reaches its encoder any more
+            (`MultimodalBackbone.freeze`), while the other encoders, the
+            fusion and the heads train on. None (the default) never freezes;
+            needs unimodal heads and validation data.
     """
 
     unimodal_heads: bool = True
@@ -49,6 +55,7 @@ class BalanceSpec:
     method: str = "none"
     blend_every: int = 2
     switch_off: bool = True
+    freeze_after: int | None = None
     where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
 
     def __post_init__(self):
@@ -72,6 +79,16 @@ class BalanceSpec:
             self.method == "none" or self.unimodal_heads,
             self.where,
             f"`method: {self.method}` weighs the unimodal heads; set `unimodal_heads: true`.",
+        )
+        require(
+            self.freeze_after is None
+            or (
+                isinstance(self.freeze_after, int)
+                and not isinstance(self.freeze_after, bool)
+                and self.freeze_after >= 1
+            ),
+            self.where,
+            f"`freeze_after` must be a whole number of epochs from 1, or null, got {self.freeze_after!r}.",
         )
         require(
             isinstance(self.blend_every, int)

@@ -1,6 +1,7 @@
 """How each modality learns (its overfitting-to-generalisation ratio per
-epoch), Gradient-Blending, which weighs the modalities' heads by it, and
-switching off a modality that only fits the training rows."""
+epoch), Gradient-Blending, which weighs the modalities' heads by it,
+switching off a modality that only fits the training rows, and freezing an
+encoder that has stopped generalising."""
 
 import logging
 import math
@@ -229,3 +230,62 @@ class SwitchOff(keras.callbacks.Callback):
             SHORTCUT_EPOCHS,
             feature,
         )
+
+
+# The suffix of each feature's logged learning state: `<feature>_learns`, 1 or 0.
+LEARNS = "_learns"
+
+
+class EarlyFreezing(keras.callbacks.Callback):
+    """Early stopping per modality: an encoder whose unimodal head's
+    validation loss has not improved for `patience` epochs is frozen
+    (`MultimodalBackbone.freeze`) while the others, the fusion and the
+    heads train on.
+
+    The modality that learns fastest usually starts to memorise first; from
+    then on its encoder only drags the fused model towards the training
+    rows, and the slower modalities still have something to learn. Logs
+    `<feature>_learns` (1 or 0) every epoch.
+
+    Args:
+        backbone: MultimodalBackbone.
+        patience: int. Epochs without a better validation loss.
+        history: dict or None. A resumed run's history
+            (`RunFolder.read_history`), so the count picks up where it was.
+    """
+
+    def __init__(self, backbone, patience, history=None):
+        super().__init__()
+        self.backbone = backbone
+        self.patience = patience
+        self.best = dict.fromkeys(backbone.feature_names, math.inf)
+        self.wait = dict.fromkeys(backbone.feature_names, 0)
+        for feature in backbone.feature_names:
+            for value in (history or {}).get(f"val_{feature}_loss", []):
+                self._count(feature, float(value))
+
+    def _count(self, feature, validation):
+        if validation < self.best[feature]:
+            self.best[feature], self.wait[feature] = validation, 0
+        else:
+            self.wait[feature] += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        features = self.backbone.feature_names
+        if logs is None or f"val_{features[0]}_loss" not in logs:
+            return
+        frozen = set(self.backbone.frozen)
+        for feature in features:
+            self._count(feature, float(logs[f"val_{feature}_loss"]))
+            if feature not in frozen and self.wait[feature] >= self.patience:
+                self.backbone.freeze(feature)
+                frozen.add(feature)
+                logger.info(
+                    "Froze the `%s` encoder: its head's validation loss has not improved on %.4f for %d "
+                    "epochs; the other modalities and the fusion train on.",
+                    feature,
+                    self.best[feature],
+                    self.wait[feature],
+                )
+        for feature in features:
+            logs[feature + LEARNS] = float(feature not in frozen)

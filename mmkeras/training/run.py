@@ -27,7 +27,14 @@ from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
 from mmkeras.training.callbacks import FiniteBackupAndRestore, FiniteModelCheckpoint, NaNGuard
 from mmkeras.training.defaults import resolve_training_defaults
-from mmkeras.training.modality_dynamics import SWITCHED_ON, GradientBlending, ModalityDynamics, SwitchOff
+from mmkeras.training.modality_dynamics import (
+    LEARNS,
+    SWITCHED_ON,
+    EarlyFreezing,
+    GradientBlending,
+    ModalityDynamics,
+    SwitchOff,
+)
 from mmkeras.training.multi_worker import MultiWorkerLoop, SharedBackupAndRestore
 from mmkeras.training.optimizer import build_optimizer
 from mmkeras.training.strategy import configure_mixed_precision, is_chief, is_multi_worker, resolve_strategy
@@ -273,6 +280,9 @@ def _train(spec, output_dir, overwrite, verbose):
             fusion_check = report["fusion_check"] = _fusion_check(folder, spec)
         if switched_off:
             report["switched_off"] = switched_off
+        frozen = _frozen_in_training(folder.read_history(), task.feature_names)
+        if frozen:
+            report["frozen"] = frozen
         folder.write_metrics(report)
     else:
         shutil.rmtree(folder.root, ignore_errors=True)
@@ -292,8 +302,8 @@ def _starting_over(best_checkpoint, early_stopping):
 
 
 def _balance_callbacks(task, spec, preprocessor, history, restart):
-    """The callbacks that watch, and with `model.balance` weigh or switch
-    off, the unimodal heads; `history` is a resumed run's, so their windows
+    """The callbacks that watch the unimodal heads and, with `model.balance`,
+    weigh them, switch a modality off or freeze its encoder; `history` is a resumed run's, so their windows
     keep their start; `restart` is called when a modality is switched off."""
     callbacks = []
     if spec.model.balance.method == "gradient_blending":
@@ -303,9 +313,17 @@ def _balance_callbacks(task, spec, preprocessor, history, restart):
             _encoded_targets(spec, "train", preprocessor), _encoded_targets(spec, "validation", preprocessor)
         )
         callbacks.append(SwitchOff(task.backbone, constant_loss, restart))
+    if spec.model.balance.freeze_after:
+        callbacks.append(EarlyFreezing(task.backbone, spec.model.balance.freeze_after, history))
     first_epoch = {name: values[0] for name, values in history.items() if values}
     callbacks.append(ModalityDynamics(task.head_names, first_epoch or None))
     return callbacks
+
+
+def _frozen_in_training(history, features):
+    """The features whose encoders `EarlyFreezing` froze: the restored best
+    epoch may come from before, so the history says, not the model."""
+    return [f for f in features if history.get(f + LEARNS, [1.0])[-1] == 0.0]
 
 
 def _encoded_targets(spec, split, preprocessor):
