@@ -47,6 +47,14 @@ VARIANTS = {
     "head_weight_1": {"head_weight": 1.0},
     "head_weight_1, no switch_off": {"head_weight": 1.0, "switch_off": False},
     "gradient_blending": {"head_weight": 1.0, "method": "gradient_blending", "switch_off": False},
+    "freeze_after_2": {"freeze_after": 2},
+}
+
+
+# Every name `models` can give, for `--only`.
+MODEL_NAMES = {
+    *(f"fused, {name}" for name in VARIANTS),
+    "fused without the note",
 }
 
 
@@ -75,11 +83,17 @@ def models(spec):
     return specs
 
 
+def chosen(name, only):
+    """Whether `--only` picks the model `name`: an entry equal to a model's
+    name picks that model alone; any other, every model whose name holds it."""
+    return name in only or any(word in name for word in only if word not in MODEL_NAMES)
+
+
 def measure(testbed, work, seeds, only=None, first_seed=0):
     spec = TESTBEDS[testbed](os.path.join(work, testbed, "data"))
     results = {}
     for name, model_spec in models(spec).items():
-        if only and not any(word in name for word in only):
+        if only and not chosen(name, only):
             continue
         results[name] = {"scores": [], "heads": []}
         for seed in range(first_seed, first_seed + seeds):
@@ -115,7 +129,12 @@ def main(argv=None):
     parser.add_argument("--testbeds", nargs="+", default=list(TESTBEDS), choices=list(TESTBEDS))
     parser.add_argument("--seeds", type=int, default=3, help="runs per model (default 3)")
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
-    parser.add_argument("--only", nargs="+", help="train only the models whose name holds one of these words")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        help="train only these models: a full name (`fused, head_weight_1`) picks that one, "
+        "a word (`alone`) every model whose name holds it",
+    )
     parser.add_argument("--work-dir", help="where data and runs go (default: a temporary folder)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
