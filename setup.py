@@ -32,7 +32,7 @@ EXTRAS = {
     "test": [
         "pytest>=8",
         "pytest-timeout>=2.3",
-        "pytest-xdist>=3.5",
+        "pytest-xdist>=3.6",  # --maxschedchunk
         "nbclient>=0.10",
         "nbformat>=5.9",
         "ipykernel>=6",

@@ -28,7 +28,20 @@ def two_cpu_strategy():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running; run with `pytest -m slow`")
+    config.addinivalue_line(
+        "markers", "long(seconds): takes about this long on 2 cores; such tests start first"
+    )
+
+
+def pytest_collection_modifyitems(items):
+    # Longest first: under `-n 2` the two workers start the long tests at
+    # once and the short ones fill in around them, instead of one worker
+    # ending alone on a long test collected last.
+    def expected_seconds(item):
+        marker = item.get_closest_marker("long")
+        return marker.args[0] if marker else 0
+
+    items.sort(key=expected_seconds, reverse=True)
 
 
 @pytest.fixture(scope="session")

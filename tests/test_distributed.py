@@ -52,6 +52,7 @@ def test_class_weights_travel_with_each_row(quickstart_dir):
     assert (target.numpy() == index).any() and (target.numpy() != index).any()
 
 
+@pytest.mark.long(200)
 def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_dir, tmp_path):
     # Under float16, which adds loss scaling to every strategy's step; float32
     # under both strategies is trained by the fusion and resume tests.
@@ -107,6 +108,7 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
     assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-3)
 
 
+@pytest.mark.long(160)
 def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_path):
     # Gradient-Blending re-estimates the heads' factors every epoch, on every
     # worker from the same reduced losses, and picks its window up on resume.

@@ -48,6 +48,7 @@ def quickstart_preprocessor(quickstart_spec):
     return build_preprocessor(quickstart_spec, progress=False)
 
 
+@pytest.mark.long(60)
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
 def test_every_fusion_trains_under_mirrored_strategy(
     quickstart_spec, quickstart_preprocessor, tmp_path, fusion

@@ -20,6 +20,7 @@ def test_there_are_six_tutorials():
     assert [os.path.basename(path)[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
+@pytest.mark.long(250)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs(path, data_root, monkeypatch):
     monkeypatch.setenv(SMALL_ENV, "1")

@@ -203,6 +203,7 @@ def test_predict_adds_columns_and_names_bad_rows(trained_run, quickstart_dir, tm
     )
 
 
+@pytest.mark.long(120)
 def test_training_under_several_seeds_reports_mean_and_spread(quickstart_dir, tmp_path):
     spec_path = write_train_spec(os.path.join(quickstart_dir, "spec.yaml"), epochs=1, tensorboard_examples=0)
     result = run_cli("train", spec_path, "--output-dir", str(tmp_path), "--seeds", "2")
@@ -309,6 +310,7 @@ def _history_epochs(path):
     return [int(r["epoch"]) for r in csv.DictReader(open(path))]
 
 
+@pytest.mark.long(260)
 def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tmp_path):
     # A cosine schedule ends each run in a settled state, so two runs compare.
     spec_path = write_train_spec(
@@ -374,6 +376,7 @@ def _quickstart_results(stdout):
     return tuple(tables.values())
 
 
+@pytest.mark.long(440)
 def test_quickstart_main_job(tmp_path):
     result = run_cli(
         "quickstart",
@@ -407,6 +410,7 @@ EMOJI_BASELINE_MARGIN = 0.01
 VALIDATION_SPREAD = 0.15
 
 
+@pytest.mark.long(800)
 def test_defaults_beat_each_modality_and_the_baselines_on_degraded_avmnist(data_root, tmp_path):
     # The quickstart on real data, default configuration: the degradation
     # leaves neither modality enough on its own.
@@ -431,6 +435,7 @@ def test_defaults_beat_each_modality_and_the_baselines_on_degraded_avmnist(data_
     assert max(last) - min(last) <= VALIDATION_SPREAD, last
 
 
+@pytest.mark.long(300)
 def test_defaults_beat_the_baselines_on_emoji(data_root, tmp_path):
     # The second real data set: emoji names and pictures, an imbalanced
     # category target, trained and evaluated as a user would from the CLI.
