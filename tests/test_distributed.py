@@ -110,9 +110,10 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
 
 @pytest.mark.long(160)
 def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_path):
-    # Gradient-Blending re-estimates the heads' factors every epoch, on every
-    # worker from the same reduced losses, and picks its window up on resume.
-    blending = {"method": "gradient_blending", "blend_every": 1}
+    # Gradient-Blending re-estimates the heads' factors every epoch, and early
+    # freezing decides which encoders still learn, on every worker from the
+    # same reduced losses; both pick up where they were on resume.
+    blending = {"method": "gradient_blending", "blend_every": 1, "freeze_after": 1}
     spec_path = write_train_spec(
         os.path.join(quickstart_dir, "spec.yaml"),
         model={**SMALL_MODEL, "balance": blending},
@@ -142,6 +143,9 @@ def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_
     factors = [[float(row[f"{f}_head_factor"]) for f in ("caption", "image", "audio")] for row in history]
     assert all(value == 0.0 for value in factors[0])  # `head_weight` until the first window closes
     assert any(value > 0.0 for value in factors[-1]), factors  # the generalising heads got weight
+    for feature in ("caption", "image", "audio"):  # a frozen encoder stays frozen, across the kill too
+        learns = [float(row[f"{feature}_learns"]) for row in history]
+        assert learns == sorted(learns, reverse=True), (feature, learns)
     assert os.path.exists(os.path.join(run_dir, "model.keras")) and not os.path.exists(
         os.path.join(run_dir, "backup")
     )
