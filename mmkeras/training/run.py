@@ -303,8 +303,9 @@ def _starting_over(best_checkpoint, early_stopping):
 
 def _balance_callbacks(task, spec, preprocessor, history, restart):
     """The callbacks that watch the unimodal heads and, with `model.balance`,
-    weigh them, switch a modality off or freeze its encoder; `history` is a resumed run's, so their windows
-    keep their start; `restart` is called when a modality is switched off."""
+    weigh them, switch a modality off or freeze its encoder; `history` is a
+    resumed run's, so their windows keep their start; `restart` is called
+    when a modality is switched off."""
     callbacks = []
     if spec.model.balance.method == "gradient_blending":
         callbacks.append(GradientBlending(task.head_gradient_scales, spec.model.balance.blend_every, history))
