@@ -280,7 +280,7 @@ def _train(spec, output_dir, overwrite, verbose):
             fusion_check = report["fusion_check"] = _fusion_check(folder, spec)
         if switched_off:
             report["switched_off"] = switched_off
-        frozen = _frozen_in_training(folder.read_history(), task.feature_names)
+        frozen = _frozen_in_training(folder.read_history(), task.feature_names) if task.unimodal_heads else []
         if frozen:
             report["frozen"] = frozen
         folder.write_metrics(report)
