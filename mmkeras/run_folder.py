@@ -16,6 +16,7 @@ RUN/
 import csv
 import dataclasses
 import json
+import math
 import os
 import shutil
 
@@ -111,13 +112,18 @@ class RunFolder:
             return json.load(f)
 
     def read_history(self):
-        """{column: [value per finished epoch]} from history.csv ({} before the first epoch)."""
+        """{column: [value per finished epoch]} from history.csv ({} before the
+        first epoch); NaN where an epoch did not log the column (Keras's CSV
+        logger writes "NA" there)."""
         if not os.path.exists(self.history):
             return {}
         with open(self.history, newline="") as f:
             rows = list(csv.DictReader(f))
         columns = [name for name in (rows[0] if rows else {}) if name != "epoch"]
-        return {name: [float(row[name]) for row in rows if row.get(name)] for name in columns}
+        return {
+            name: [math.nan if row[name] == "NA" else float(row[name]) for row in rows if row.get(name)]
+            for name in columns
+        }
 
 
 @dataclasses.dataclass
