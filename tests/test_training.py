@@ -2,6 +2,7 @@ import collections
 import csv
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mmkeras.datasets import build_quickstart
 from mmkeras.errors import TrainingError
+from mmkeras.run_folder import RunFolder
 from mmkeras.spec import Spec
 from mmkeras.training import train
 from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
@@ -589,3 +591,11 @@ def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_
     saved = keras.saving.load_model(tmp_path / "run" / "model.keras").get_weights()
     best = keras.saving.load_model(tmp_path / "run" / "checkpoints" / "best.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(saved, best))
+
+
+def test_history_reads_a_column_an_epoch_did_not_log_as_nan(tmp_path):
+    # Keras's CSV logger writes "NA" where an epoch's logs lack a column.
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.5,NA\n1,1.25,1.0\n")
+    history = RunFolder(str(tmp_path)).read_history()
+    assert history["loss"] == [1.5, 1.25]
+    assert math.isnan(history["val_loss"][0]) and history["val_loss"][1] == 1.0
