@@ -218,11 +218,11 @@ def test_a_frozen_encoder_gets_no_gradient_from_the_fusion_or_its_head(shortcut_
     after = {name: [w.numpy() for w in encoder.trainable_weights] for name, encoder in encoders.items()}
     assert all(np.array_equal(b, a) for b, a in zip(before["note"], after["note"]))
     assert not all(np.array_equal(b, a) for b, a in zip(before["image"], after["image"]))
-    head = task.get_layer("note_prediction")  # the note's own head still learns from its features
+    head = task.get_layer("note_prediction")  # the note's own head is not frozen with its encoder
     assert head.trainable_weights and task.backbone.frozen == ["note"]
 
 
-def test_a_run_with_early_freezing_logs_and_keeps_the_frozen_encoder(shortcut_dir, tmp_path):
+def test_a_run_with_early_freezing_logs_and_names_the_frozen_encoder(shortcut_dir, tmp_path):
     mapping = yaml.safe_load(open(os.path.join(shortcut_dir, "spec.yaml")))
     mapping["model"]["balance"] = {"switch_off": False, "head_weight": 1.0, "freeze_after": 1}
     mapping["train"]["epochs"] = 4
