@@ -261,6 +261,16 @@ def test_emoji_dataset(data_root, tmp_path):
     assert retrieval.data.target is None
     inputs = next(iter(make_dataset(retrieval, "test", batch_size=4)))
     assert inputs["image"].shape == (4, 64, 64, 3) and inputs["name"].shape == (4, 16)
+    # A quarter of the emoji, a quarter of each category.
+    quarter = build_emoji(str(tmp_path / "quarter"), data_root_dir=data_root, fraction=0.25)
+    whole, part = (
+        sum(
+            (collections.Counter(open_split(s, split).column("category")) for split in SPLITS),
+            collections.Counter(),
+        )
+        for s in (spec, quarter)
+    )
+    assert all(part[category] == round(count / 4) for category, count in whole.items()), (whole, part)
 
 
 def test_ham10000_dataset_splits_by_lesion(data_root, tmp_path):

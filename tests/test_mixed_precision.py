@@ -103,7 +103,7 @@ def test_every_fusion_and_target_type_trains_under_mixed_precision(
 
 
 def test_dual_encoder_trains_under_mixed_float16(data_root, tmp_path):
-    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval")
+    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval", fraction=0.25)
     data = spec.to_dict()["data"]
     for split in ("train", "test"):
         data[split] = spec.resolve(data[split])

@@ -312,7 +312,7 @@ def test_recall_at_k_by_hand():
 @pytest.fixture(scope="module")
 def emoji_retrieval_spec(data_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("emoji_retrieval")
-    spec = build_emoji(str(folder / "emoji"), data_root_dir=data_root, task="retrieval")
+    spec = build_emoji(str(folder / "emoji"), data_root_dir=data_root, task="retrieval", fraction=0.25)
     return _spec_with_model(
         spec,
         folder,

@@ -38,7 +38,9 @@ def load_emoji(data_root_dir=None):
     return rows
 
 
-def build_emoji(output_dir, data_root_dir=None, task="category", test_fraction=0.2, seed=0, shortcut=None):
+def build_emoji(
+    output_dir, data_root_dir=None, task="category", test_fraction=0.2, seed=0, shortcut=None, fraction=1.0
+):
     """Writes emoji manifests (train.csv, test.csv) and a spec to `output_dir`.
 
     Args:
@@ -52,6 +54,8 @@ def build_emoji(output_dir, data_root_dir=None, task="category", test_fraction=0
             only), naming the label in this share of the training rows and
             random in the validation and test rows; validation (a stratified
             tenth of the training rows) is then written to `validation.csv`.
+        fraction: float. In (0, 1]: keeps this share of the emoji, the same
+            share of each category (for a quick look or a test).
 
     Returns:
         The `Spec` written to `output_dir/spec.yaml`.
@@ -60,7 +64,12 @@ def build_emoji(output_dir, data_root_dir=None, task="category", test_fraction=0
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     if shortcut is not None and task == "retrieval":
         raise ValueError("shortcut needs a label to give away: use task='category' or 'subcategory'.")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
     rows = load_emoji(data_root_dir)
+    if fraction < 1:
+        _, sampled = split_indices([r["category"] for r in rows], fraction, seed, True)
+        rows = [rows[i] for i in sampled]
     train, test = split_indices([r["category"] for r in rows], test_fraction, seed, True)
     splits = {"train": [rows[i] for i in train], "test": [rows[i] for i in test]}
     columns = ["name", "image", "category", "subcategory"]
