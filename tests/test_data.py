@@ -349,6 +349,15 @@ def test_flickr8k_dataset_splits_by_photo(data_root, tmp_path):
     assert spec.data.target is None
 
 
+def test_flickr8k_in_chinese_on_a_share_of_the_photos(data_root, tmp_path):
+    build_flickr8k(str(tmp_path), data_root_dir=data_root, language="zh", fraction=0.1)
+    splits = {name: list(csv.DictReader(open(tmp_path / f"{name}.csv", encoding="utf-8"))) for name in SPLITS}
+    photos = {row["image"] for rows in splits.values() for row in rows}
+    assert len(photos) == 100
+    assert len(splits["train"]) == 5 * len({row["image"] for row in splits["train"]})
+    assert all(re.search("[\u4e00-\u9fff]", row["caption"]) for rows in splits.values() for row in rows)
+
+
 def _mmkeras(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", *args], capture_output=True, text=True, cwd=cwd

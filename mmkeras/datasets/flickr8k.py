@@ -1,7 +1,8 @@
-"""Flickr8k: photographs with five English captions each, for text-to-image search.
+"""Flickr8k: photographs with five English and five Chinese captions each,
+for text-to-image search.
 
 Read from `flickr8k/` in the data folder (1,000 photographs, about 200 px on
-the long side, `captions_en.csv`). Splits are made by photograph, so no
+the long side, `captions_en.csv` and `captions_zh.csv`). Splits are made by photograph, so no
 picture is in two of them. Training has one row per caption (five per
 photograph); validation and test one row per photograph (its first caption),
 so that recall@k asks for the one right picture among all of the split's.
@@ -10,14 +11,21 @@ so that recall@k asks for the one right picture among all of the split's.
 import csv
 import os
 
+import numpy as np
+
 from mmkeras.data.manifest import split_by_group
 from mmkeras.datasets.files import data_root, write_csv, write_spec
 
+LANGUAGES = ("en", "zh")
 
-def load_flickr8k(data_root_dir=None):
-    """The English captions as dicts with `image` (absolute path) and `caption`."""
+
+def load_flickr8k(data_root_dir=None, language="en"):
+    """The captions in one language ("en" or "zh") as dicts with `image`
+    (absolute path) and `caption`."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}.")
     root = os.path.join(data_root(data_root_dir), "flickr8k")
-    with open(os.path.join(root, "captions_en.csv"), encoding="utf-8", newline="") as f:
+    with open(os.path.join(root, f"captions_{language}.csv"), encoding="utf-8", newline="") as f:
         return [
             {"image": os.path.join(root, "images", row["image"]), "caption": row["caption"].strip()}
             for row in csv.DictReader(f)
@@ -35,7 +43,14 @@ def _first_caption_each(rows):
 
 
 def build_flickr8k(
-    output_dir, data_root_dir=None, image_size=96, validation_fraction=0.1, test_fraction=0.2, seed=0
+    output_dir,
+    data_root_dir=None,
+    image_size=96,
+    validation_fraction=0.1,
+    test_fraction=0.2,
+    seed=0,
+    language="en",
+    fraction=1.0,
 ):
     """Writes Flickr8k retrieval manifests (train, validation, test by photo) and a spec.
 
@@ -46,11 +61,21 @@ def build_flickr8k(
         validation_fraction: float. Share of the photographs held out for validation.
         test_fraction: float. Share of the photographs held out for testing.
         seed: int. Seeds the split.
+        language: str. The captions' language: "en" (English) or "zh"
+            (Chinese, which the default `split: words` cuts into characters).
+        fraction: float. In (0, 1]: keeps this share of the photographs
+            (for a quick look or a test).
 
     Returns:
         The `Spec` written to `output_dir/spec.yaml` (no target: a dual encoder).
     """
-    rows = load_flickr8k(data_root_dir)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    rows = load_flickr8k(data_root_dir, language)
+    if fraction < 1:
+        photos = sorted({row["image"] for row in rows})
+        kept = set(np.random.RandomState(seed).permutation(photos)[: max(1, round(fraction * len(photos)))])
+        rows = [row for row in rows if row["image"] in kept]
     train, validation, test = split_by_group(rows, "image", None, [validation_fraction, test_fraction], seed)
     write_csv(os.path.join(output_dir, "train.csv"), train, ["image", "caption"])
     for name, part in (("validation", validation), ("test", test)):

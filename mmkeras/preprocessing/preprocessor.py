@@ -18,6 +18,7 @@ def feature_preprocessor(feature, spec):
             sequence_length=feature.sequence_length,
             max_tokens=feature.max_tokens,
             standardize=feature.standardize,
+            split=feature.split,
             tokenizer_preset=spec.resolve(feature.tokenizer),
             name=f"{feature.name}_text",
         )

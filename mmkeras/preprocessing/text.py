@@ -5,6 +5,19 @@ import tensorflow as tf
 
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 
+# How a learned vocabulary splits text into tokens: `words` are separated by
+# spaces, except that each character of a script written without spaces
+# (Chinese, Japanese kana) is a word of its own; `whitespace` splits on
+# spaces only; `character` takes every character.
+SPLITS = ("words", "whitespace", "character")
+# RE2's Unicode script classes: the op is core TensorFlow, so TF Serving runs it too.
+UNSPACED_SCRIPT_CHARACTER = r"([\p{Han}\p{Hiragana}\p{Katakana}])"
+
+
+def space_unspaced_scripts(texts):
+    """Texts with a space on each side of every Chinese or Japanese character."""
+    return tf.strings.regex_replace(texts, UNSPACED_SCRIPT_CHARACTER, r" \1 ")
+
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class TextPreprocessor(PreprocessingLayer):
@@ -20,6 +33,9 @@ class TextPreprocessor(PreprocessingLayer):
         max_tokens: int. Vocabulary size (including padding and OOV) when the
             vocabulary is learned.
         standardize: str or None. `TextVectorization` standardization.
+        split: str. How a learned vocabulary splits text (`SPLITS`):
+            "words" (the default), "whitespace" or "character". A
+            tokenizer splits text its own way.
         vocabulary: list or None. A learned vocabulary without the padding
             and OOV tokens; set by `adapt` and stored in the config.
         tokenizer_preset: str or None. A local KerasHub preset folder.
@@ -37,14 +53,18 @@ class TextPreprocessor(PreprocessingLayer):
         sequence_length=64,
         max_tokens=20000,
         standardize="lower_and_strip_punctuation",
+        split="words",
         vocabulary=None,
         tokenizer_preset=None,
         **kwargs,
     ):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
         super().__init__(**kwargs)
         self.sequence_length = sequence_length
         self.max_tokens = max_tokens
         self.standardize = standardize
+        self.split = split
         self.vocabulary = list(vocabulary) if vocabulary is not None else None
         self.tokenizer_preset = tokenizer_preset
         if tokenizer_preset:
@@ -69,6 +89,7 @@ class TextPreprocessor(PreprocessingLayer):
             self.vectorizer = keras.layers.TextVectorization(
                 max_tokens=max_tokens,
                 standardize=standardize,
+                split="character" if split == "character" else "whitespace",
                 output_sequence_length=sequence_length,
                 vocabulary=self.vocabulary,
             )
@@ -83,6 +104,12 @@ class TextPreprocessor(PreprocessingLayer):
         """Learns the vocabulary from an iterable of strings or a string dataset."""
         if self.tokenizer_preset:
             return
+        if self.split == "words":
+            texts = (
+                texts.map(space_unspaced_scripts)
+                if isinstance(texts, tf.data.Dataset)
+                else space_unspaced_scripts(tf.constant(list(texts), tf.string))
+            )
         self.vectorizer.adapt(texts)
         self.vocabulary = [
             str(token) for token in self.vectorizer.get_vocabulary(include_special_tokens=False)
@@ -91,6 +118,8 @@ class TextPreprocessor(PreprocessingLayer):
     def call_batched(self, inputs):
         if self.tokenizer_preset:
             return tf.cast(self.packer(self.tokenizer(inputs)), tf.int32)
+        if self.split == "words":
+            inputs = space_unspaced_scripts(inputs)
         return tf.cast(self.vectorizer(inputs), tf.int32)
 
     def get_config(self):
@@ -100,6 +129,7 @@ class TextPreprocessor(PreprocessingLayer):
                 "sequence_length": self.sequence_length,
                 "max_tokens": self.max_tokens,
                 "standardize": self.standardize,
+                "split": self.split,
                 "vocabulary": self.vocabulary,
                 "tokenizer_preset": self.tokenizer_preset,
             }

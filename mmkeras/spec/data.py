@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from mmkeras.preprocessing.text import SPLITS as TEXT_SPLITS
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
 MODALITIES = ("text", "image", "audio")
@@ -56,6 +57,12 @@ class TextFeature:
         max_tokens: int. Vocabulary size when the vocabulary is learned.
         sequence_length: int. Token ids are padded or truncated to this length.
         standardize: str or None. `TextVectorization` standardization.
+        split: str. How a learned vocabulary splits text into tokens:
+            "words" (the default: between spaces, and each Chinese or
+            Japanese character a word of its own, as those scripts put no
+            spaces between words), "whitespace" (between spaces only) or
+            "character" (every character a token). Ignored with `tokenizer`,
+            which splits text its own way.
         tokenizer: str or None. A local KerasHub preset folder (for example a
             Hugging Face BERT checkpoint folder) whose tokenizer replaces the
             learned vocabulary. Relative paths resolve against the spec's folder.
@@ -66,6 +73,7 @@ class TextFeature:
     max_tokens: int = 20000
     sequence_length: int = 64
     standardize: str | None = "lower_and_strip_punctuation"
+    split: str = "words"
     tokenizer: str | None = None
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="text", init=False)
@@ -74,6 +82,11 @@ class TextFeature:
         self.column = self.column or self.name
         positive_number(self.max_tokens, self.where, "max_tokens")
         positive_number(self.sequence_length, self.where, "sequence_length")
+        require(
+            self.split in TEXT_SPLITS,
+            self.where,
+            f"`split` must be one of {', '.join(TEXT_SPLITS)}, got {self.split!r}.",
+        )
 
 
 @dataclasses.dataclass
