@@ -48,6 +48,9 @@ VARIANTS = {
     "head_weight_1, no switch_off": {"head_weight": 1.0, "switch_off": False},
     "gradient_blending": {"head_weight": 1.0, "method": "gradient_blending", "switch_off": False},
     "freeze_after_2": {"freeze_after": 2},
+    "ogm": {"method": "ogm", "switch_off": False},
+    "ogm_ge": {"method": "ogm_ge", "switch_off": False},
+    "ogm_ge_alpha_0.1": {"method": "ogm_ge", "ogm_alpha": 0.1, "switch_off": False},
 }
 
 

@@ -55,14 +55,17 @@ def test_class_weights_travel_with_each_row(quickstart_dir):
 @pytest.mark.long(200)
 def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_dir, tmp_path):
     # Under float16, which adds loss scaling to every strategy's step; float32
-    # under both strategies is trained by the fusion and resume tests.
+    # under both strategies is trained by the fusion and resume tests. OGM-GE
+    # sets its factors in the step and adds noise in the update: every
+    # replica must apply the same (the two workers' weights end identical).
     base = os.path.join(quickstart_dir, "spec.yaml")
+    model = {**SMALL_MODEL, "balance": {"method": "ogm_ge"}}
     common = dict(
         epochs=1, mixed_precision="float16", class_weight=CLASS_WEIGHT, tensorboard_examples=0, seed=3
     )
     histories, steps = {}, {}
     for strategy, replicas in (("default", 1), ("mirrored", 2)):
-        spec_path = write_train_spec(base, strategy=strategy, **common)
+        spec_path = write_train_spec(base, model, strategy=strategy, **common)
         result = run_cli(
             "train", spec_path, "--output-dir", str(tmp_path / strategy), env={"MMKERAS_CPU_DEVICES": "2"}
         )
@@ -75,7 +78,7 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
     assert steps["mirrored"] == steps["default"] and len(steps["default"]) == 1, steps
     run_dir = str(tmp_path / "multi_worker")
     digests = finish_workers(
-        start_workers(write_train_spec(base, strategy="multi_worker", **common), run_dir)
+        start_workers(write_train_spec(base, model, strategy="multi_worker", **common), run_dir)
     )
     assert digests[0] == digests[1]
     histories["multi_worker"] = _history(run_dir)[0]
@@ -83,11 +86,12 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
     # The same rows, weights and seed; the two workers shard the rows and so
     # see them in another order, and 16-bit compute adds rounding.
     default = histories["default"]
-    assert float(default["loss"]) > 1.8, default  # the class weight is in the loss
+    assert float(default["fused_loss"]) > 1.8, default  # the class weight is in the loss
+    assert 0 < min(float(default[f"{f}_update_factor"]) for f in ("caption", "image", "audio")) < 1, default
     for strategy in ("mirrored", "multi_worker"):
         row = histories[strategy]
         assert set(row) == set(default), (strategy, row)  # the same compiled metrics, train and validation
-        for name in ("loss", "val_loss"):
+        for name in ("fused_loss", "val_fused_loss"):
             assert float(row[name]) == pytest.approx(float(default[name]), rel=0.08), (
                 strategy,
                 name,

@@ -1,13 +1,16 @@
 """Keeping the modalities of a fused model in balance (`model.balance`):
-Gradient-Blending's weights and switching off a modality that is a shortcut."""
+Gradient-Blending's weights, switching off a modality that is a shortcut,
+early freezing and on-the-fly gradient modulation."""
 
 import csv
 import json
 import os
 import random
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 
 from mmkeras.data.dataset import build_preprocessor, make_dataset
@@ -17,6 +20,7 @@ from mmkeras.layers import GradientScale
 from mmkeras.run_folder import RunFolder, load_task
 from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
+from mmkeras.tasks.update_modulation import ogm_coefficients
 from mmkeras.training import train
 from mmkeras.training.modality_dynamics import (
     LEARNED_SHARE,
@@ -232,3 +236,55 @@ def test_a_run_with_early_freezing_logs_and_names_the_frozen_encoder(shortcut_di
     assert history["note_learns"][0] == 1.0 and history["note_learns"][-1] == 0.0, history
     frozen = json.load(open(RunFolder(run.run_dir).metrics))["frozen"]
     assert "note" in frozen and all(history[f"{f}_learns"][-1] == 0.0 for f in frozen)
+
+
+def test_ogm_slows_only_the_modality_ahead_by_the_papers_factor():
+    # Two modalities: the paper's discrepancy ratio, score over score.
+    factors = ogm_coefficients(tf.constant([0.1, 1.0]), alpha=0.5).numpy()
+    ratio = np.exp(-0.1) / np.exp(-1.0)
+    np.testing.assert_allclose(factors, [1 - np.tanh(0.5 * ratio), 1.0], rtol=1e-6)
+    # More: each against the mean of the others' scores.
+    factors = ogm_coefficients(tf.constant([0.2, 0.2, 2.0]), alpha=0.5).numpy()
+    leader = np.exp(-0.2) / ((np.exp(-0.2) + np.exp(-2.0)) / 2)
+    np.testing.assert_allclose(factors, [1 - np.tanh(0.5 * leader)] * 2 + [1.0], rtol=1e-6)
+    assert (ogm_coefficients(tf.constant([0.7, 0.7]), alpha=0.5).numpy() == 1.0).all()  # a tie slows none
+
+
+def _one_step_deltas(spec, preprocessor, inputs, targets):
+    """{variable path: change} after one training step from seeded weights, and the task."""
+    keras.utils.set_random_seed(0)
+    task = build_task(spec, preprocessor)
+    task.compile()
+    before = {v.path: v.numpy() for v in task.trainable_variables}
+    task.train_on_batch(inputs, targets)
+    return {v.path: v.numpy() - before[v.path] for v in task.trainable_variables}, task
+
+
+@pytest.mark.parametrize("method", ["ogm", "ogm_ge"])
+def test_ogm_scales_each_encoders_update_by_its_modalitys_factor(shortcut_dir, method):
+    mapping = yaml.safe_load(open(os.path.join(shortcut_dir, "spec.yaml")))
+    # Nothing random in the step but OGM-GE's noise: no dropout of any kind.
+    mapping["model"]["fusion"]["modality_dropout"] = 0.0
+    mapping["model"]["head"]["dropout_rate"] = 0.0
+    plain = Spec.from_dict(mapping, base_dir=shortcut_dir)
+    mapping["model"]["balance"]["method"] = method
+    modulated = Spec.from_dict(mapping, base_dir=shortcut_dir)
+    preprocessor = build_preprocessor(plain, progress=False)
+    inputs, targets = next(iter(make_dataset(plain, "train", preprocessor=preprocessor)))
+    expected, _ = _one_step_deltas(plain, preprocessor, inputs, targets)
+    deltas, task = _one_step_deltas(modulated, preprocessor, inputs, targets)
+
+    factors = dict(zip(task.feature_names, task.update_factors.numpy()))
+    assert sorted(factors.values())[0] < 1.0 == sorted(factors.values())[1], factors  # one leads
+    for feature, factor in factors.items():
+        for variable in task.backbone.encoders[feature].trainable_variables:
+            # Adam's first step is linear in the rate: the update times the factor.
+            scaled = factor * expected[variable.path]
+            if method == "ogm":
+                np.testing.assert_allclose(deltas[variable.path], scaled, rtol=1e-4, atol=1e-7)
+            elif np.abs(expected[variable.path]).max() > 0:  # noise as wide as the gradient: none without one
+                assert not np.allclose(deltas[variable.path], scaled, rtol=1e-4, atol=1e-7)  # GE's noise
+    encoder_paths = {v.path for e in task.backbone.encoders.values() for v in e.trainable_variables}
+    for path in set(expected) - encoder_paths:  # the fusion and the heads learn as before
+        np.testing.assert_allclose(deltas[path], expected[path], rtol=1e-4, atol=1e-7)
+    assert set(expected) - encoder_paths

@@ -223,10 +223,17 @@ def test_heads_for_each_target_type(
             r"model.balance: unknown field `head_weigth`. Did you mean `head_weight`",
         ),
         ({"balance": {"head_weight": -1}}, r"model.balance: `head_weight` must be a number from 0"),
-        ({"balance": {"method": "ogm"}}, r"model.balance: `method` must be one of none, gradient_blending"),
+        (
+            {"balance": {"method": "ogm-ge"}},
+            r"model.balance: `method` must be one of none, gradient_blending, ogm",
+        ),
+        (
+            {"balance": {"method": "ogm", "ogm_alpha": 0}},
+            r"model.balance: `ogm_alpha` must be a number above 0",
+        ),
         (
             {"balance": {"method": "gradient_blending", "unimodal_heads": False}},
-            r"weighs the unimodal heads; set `unimodal_heads: true`",
+            r"compares the unimodal heads; set `unimodal_heads: true`",
         ),
     ],
 )

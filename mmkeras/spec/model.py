@@ -6,7 +6,9 @@ from mmkeras.layers.registry import check_model_section
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
-BALANCE_METHODS = ("none", "gradient_blending")
+# On-the-fly gradient modulation, without and with its gradient noise (GE).
+OGM_METHODS = ("ogm", "ogm_ge")
+BALANCE_METHODS = ("none", "gradient_blending", *OGM_METHODS)
 # Dropping a whole modality now and then makes the model use every one of them
 # (and answer when one is missing) instead of leaning on the easiest to memorise.
 DEFAULT_MODALITY_DROPOUT = 0.2
@@ -28,12 +30,17 @@ class BalanceSpec:
             sends into its encoder: 0 (the default) leaves the encoders to
             the fused loss and the heads only watch; 1 also trains each
             encoder to predict on its own.
-        method: str. "none", or "gradient_blending": every `blend_every`
+        method: str. "none"; "gradient_blending": every `blend_every`
             epochs, each head's factor is re-estimated from the heads'
             training and validation losses (Wang, Tran and Feiszli, 2020),
             so a modality that generalises trains its encoder harder and one
-            that only memorises does not. Needs validation data.
+            that only memorises does not (needs validation data); "ogm" or
+            "ogm_ge": on-the-fly gradient modulation (Peng et al., 2022),
+            every training step updates the encoder of the modality whose
+            head is ahead on the batch more slowly, by `1 - tanh(ogm_alpha *
+            ratio)`, and "ogm_ge" adds gradient noise to every encoder.
         blend_every: int. Epochs per Gradient-Blending estimate.
+        ogm_alpha: float. How hard OGM slows the modality that is ahead.
         switch_off: bool. Switch a modality off for good (the fusion then
             treats it as missing in every row, in training and in the
             exported model) when its head fits the training rows while its
@@ -54,6 +61,7 @@ class BalanceSpec:
     head_weight: float = 0.0
     method: str = "none"
     blend_every: int = 2
+    ogm_alpha: float = 0.5
     switch_off: bool = True
     freeze_after: int | None = None
     where: str = dataclasses.field(default="model.balance", repr=False, compare=False)
@@ -78,8 +86,16 @@ class BalanceSpec:
         require(
             self.method == "none" or self.unimodal_heads,
             self.where,
-            f"`method: {self.method}` weighs the unimodal heads; set `unimodal_heads: true`.",
+            f"`method: {self.method}` compares the unimodal heads; set `unimodal_heads: true`.",
         )
+        require(
+            isinstance(self.ogm_alpha, (int, float))
+            and not isinstance(self.ogm_alpha, bool)
+            and self.ogm_alpha > 0,
+            self.where,
+            f"`ogm_alpha` must be a number above 0, got {self.ogm_alpha!r}.",
+        )
+        self.ogm_alpha = float(self.ogm_alpha)
         require(
             self.freeze_after is None
             or (

@@ -10,7 +10,9 @@ from mmkeras.models.backbone import FUSED_EMBEDDING, POOLED
 from mmkeras.models.builder import build_backbone
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 from mmkeras.reporting import plots
+from mmkeras.spec.model import OGM_METHODS
 from mmkeras.tasks.task import Evaluation, ParityCase, Task, raw_signature
+from mmkeras.tasks.update_modulation import modulate_updates, ogm_coefficients, resolve_optimizer
 
 PREDICTION = "prediction"
 # The output holding each unimodal head's prediction, by feature.
@@ -84,6 +86,11 @@ class FusionTask(Task):
             sends into its encoder: 0 (the heads only watch what the fused
             model made of each encoder), 1 (each encoder also learns to
             predict alone), or anything between.
+        ogm_alpha: float or None. With unimodal heads, on-the-fly gradient
+            modulation (`update_modulation`): each training step slows the
+            update of the encoder whose head is ahead on the batch; logs
+            `<feature>_update_factor`. None turns it off.
+        ogm_noise: bool. With `ogm_alpha`, adds OGM-GE's gradient noise.
     """
 
     shows_examples = True
@@ -99,6 +106,8 @@ class FusionTask(Task):
         dropout_rate=0.3,
         unimodal_heads=False,
         head_weight=0.0,
+        ogm_alpha=None,
+        ogm_noise=True,
         **kwargs,
     ):
         units, activation = self.head_output(preprocessor.target)
@@ -130,6 +139,21 @@ class FusionTask(Task):
         self.head_weight = head_weight
         # Each head's loss, and the fused head's, apart from their sum (`loss`).
         self.head_losses = [keras.metrics.Mean(name=f"{name}_loss") for name in self.head_names]
+        self.ogm_alpha = ogm_alpha if unimodal_heads else None
+        self.ogm_noise = ogm_noise
+        if self.ogm_alpha is not None:
+            # Set in each training step, read by the optimizer in the same
+            # step; averaged over replicas, so they all update alike.
+            self.update_factors = self.add_weight(
+                shape=(len(self.feature_names),),
+                initializer="ones",
+                trainable=False,
+                aggregation="mean",
+                name="update_factors",
+            )
+            self.factor_trackers = [
+                keras.metrics.Mean(name=f"{feature}_update_factor") for feature in self.feature_names
+            ]
 
     @classmethod
     def head_output(cls, target):
@@ -147,6 +171,8 @@ class FusionTask(Task):
             dropout_rate=head.get("dropout_rate", 0.3),
             unimodal_heads=balance.unimodal_heads and len(spec.data.features) > 1,
             head_weight=balance.head_weight,
+            ogm_alpha=balance.ogm_alpha if balance.method in OGM_METHODS else None,
+            ogm_noise=balance.method == "ogm_ge",
             name=cls.__name__.lower(),
         )
 
@@ -164,14 +190,32 @@ class FusionTask(Task):
         self.head_losses[0].update_state(_replica_total(fused_loss), sample_weight=batch_size)
         loss_function = keras.losses.get(self.loss)
         present = tf.cast(x[MODALITY_MASK], "float32")
-        total = fused_loss
+        total, alone = fused_loss, []
         for index, (tracker, prediction) in enumerate(zip(self.head_losses[1:], y_pred[UNIMODAL].values())):
             # A row missing this modality teaches its head nothing.
             weight = present[:, index] if sample_weight is None else sample_weight * present[:, index]
             head_loss = loss_function(y, prediction, weight)
-            tracker.update_state(_replica_total(head_loss), sample_weight=batch_size)
+            alone.append(_replica_total(head_loss))
+            tracker.update_state(alone[-1], sample_weight=batch_size)
             total = total + head_loss
+        if self.ogm_alpha is not None:
+            # On validation batches the factors are only logged: what those
+            # rows would have set.
+            factors = ogm_coefficients(tf.stack(alone), self.ogm_alpha)
+            if training:
+                self.update_factors.assign(factors)
+            for index, tracker in enumerate(self.factor_trackers):
+                tracker.update_state(factors[index], sample_weight=batch_size)
         return total
+
+    def compile(self, optimizer="adam", **kwargs):
+        """`Task.compile`; with `ogm_alpha`, the optimizer's updates of each
+        encoder are scaled by its modality's factor."""
+        if self.ogm_alpha is not None:
+            optimizer = resolve_optimizer(optimizer)
+            encoder_variables = [self.backbone.encoders[f].trainable_variables for f in self.feature_names]
+            modulate_updates(optimizer, encoder_variables, self.update_factors, self.ogm_noise)
+        super().compile(optimizer=optimizer, **kwargs)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return super().compute_metrics(x, y, y_pred[PREDICTION], sample_weight)
@@ -373,6 +417,8 @@ class FusionTask(Task):
                 "dropout_rate": self.dropout_rate,
                 "unimodal_heads": self.unimodal_heads,
                 "head_weight": self.head_weight,
+                "ogm_alpha": self.ogm_alpha,
+                "ogm_noise": self.ogm_noise,
             }
         )
         return config

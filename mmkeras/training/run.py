@@ -173,7 +173,7 @@ def _train(spec, output_dir, overwrite, verbose):
     _check_data(spec)
     preprocessor = _preprocessor(spec, shared)  # resuming: the same vocabularies
     has_validation = "validation" in available_splits(spec)
-    if spec.model.balance.method != "none" and not has_validation:
+    if spec.model.balance.method == "gradient_blending" and not has_validation:
         raise SpecError(
             f"model.balance.method: {spec.model.balance.method} weighs the modalities by how their "
             "validation loss falls; add `data.validation` or `data.validation_split`."
