@@ -33,11 +33,25 @@ from mmkeras.spec.data import ImageAugmentation
 from mmkeras.tasks.dual_encoder import HEADLINE_RECALL
 from mmkeras.training import train
 
+
+def with_text_split(spec, split):
+    """The spec with every text feature split this way."""
+    features = [
+        dataclasses.replace(f, split=split) if f.modality == "text" else f for f in spec.data.features
+    ]
+    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, features=features))
+
+
 DATASETS = {
     "avmnist": lambda folder: build_avmnist(folder, **AVMNIST_DEGRADATION),
     "emoji": build_emoji,
     "ham10000": build_ham10000,
     "flickr8k": build_flickr8k,
+    "flickr8k_zh": lambda folder: build_flickr8k(folder, language="zh"),
+    # What the Chinese captions give when split on whitespace only: one token a caption.
+    "flickr8k_zh_whitespace": lambda folder: with_text_split(
+        build_flickr8k(folder, language="zh"), "whitespace"
+    ),
 }
 
 # The mild augmentation `--augment` measures.
