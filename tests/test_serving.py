@@ -1,8 +1,6 @@
 """`mmkeras serve` as a real process on 127.0.0.1, queried with the official
 TF Serving gRPC stub, plain HTTP and `mmkeras.serving.Client`."""
 
-import base64
-import http.client
 import json
 import re
 import struct
@@ -34,71 +32,9 @@ from mmkeras.serving.batching import Batcher
 from mmkeras.serving.limits import image_size
 from mmkeras.serving.registry import ModelRegistry, ModelSource
 from mmkeras.training import train
+from tests.serving_helpers import MAX_REQUEST_BYTES, b64, instances, start_server, stop_server
 
-MAX_REQUEST_BYTES = 2_000_000
 ROWS = 8
-
-
-class Served:
-    def __init__(self, process, rest, grpc_target, root):
-        self.process, self.rest, self.grpc, self.root = process, rest, grpc_target, root
-
-    def post(self, path, body, headers=None):
-        connection = http.client.HTTPConnection(*self.rest.split(":"), timeout=60)
-        connection.request("POST", path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        answer = (response.status, json.loads(response.read()))
-        connection.close()
-        return answer
-
-    def get(self, path):
-        connection = http.client.HTTPConnection(*self.rest.split(":"), timeout=60)
-        connection.request("GET", path)
-        response = connection.getresponse()
-        answer = (response.status, json.loads(response.read()))
-        connection.close()
-        return answer
-
-    def rss_bytes(self):
-        with open(f"/proc/{self.process.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+) kB", f.read())[1]) * 1024
-
-
-def start_server(root, log):
-    """`mmkeras serve root/models.config` on free ports, once it listens."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmkeras.cli",
-            "serve",
-            str(root / "models.config"),
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--poll-seconds",
-            "0.2",
-            "--max-request-bytes",
-            str(MAX_REQUEST_BYTES),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    ports = None
-    for line in process.stdout:
-        if match := re.match(r"serving rest=http://(\S+) grpc=(\S+)", line):
-            ports = match.groups()
-            break
-    assert ports, open(log.name).read()[-3000:]
-    threading.Thread(target=process.stdout.read, daemon=True).start()
-    return Served(process, ports[0], ports[1], root)
-
-
-def stop_server(served):
-    served.process.terminate()
-    served.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +58,6 @@ def rows(gated_run):
     expected = model.predict(preprocessor({k: tf.constant(v) for k, v in raw.items()}), verbose=0)
     labels = [preprocessor.target.labels[i] for i in expected.argmax(axis=1)]
     return raw, expected, labels
-
-
-def _b64(value):
-    return {"b64": base64.b64encode(value).decode()} if isinstance(value, bytes) else value
-
-
-def _instances(raw, indices=range(ROWS)):
-    return [{name: _b64(values[i]) for name, values in raw.items()} for i in indices]
 
 
 def test_official_grpc_stub_gets_the_trained_models_predictions(served, rows):
@@ -170,12 +98,14 @@ def test_official_grpc_stub_gets_the_trained_models_predictions(served, rows):
 
 def test_rest_row_and_columnar_formats(served, rows):
     raw, expected, labels = rows
-    status, answer = served.post("/v1/models/quick:predict", json.dumps({"instances": _instances(raw)}))
+    status, answer = served.post(
+        "/v1/models/quick:predict", json.dumps({"instances": instances(raw, range(ROWS))})
+    )
     assert status == 200, answer
     np.testing.assert_allclose([p["probabilities"] for p in answer["predictions"]], expected, atol=1e-5)
     assert [p["label"] for p in answer["predictions"]] == labels
 
-    columns = {name: [_b64(v) for v in values] for name, values in raw.items()}
+    columns = {name: [b64(v) for v in values] for name, values in raw.items()}
     for path in ("/v1/models/quick/versions/1:predict", "/v1/models/quick/labels/stable:predict"):
         status, answer = served.post(path, json.dumps({"inputs": columns}))
         assert status == 200, answer
@@ -183,7 +113,7 @@ def test_rest_row_and_columnar_formats(served, rows):
         assert answer["outputs"]["label"] == labels
 
     status, answer = served.post(
-        "/v1/models/quick:predict", json.dumps({"signature_name": "embed", "instances": _instances(raw, [0])})
+        "/v1/models/quick:predict", json.dumps({"signature_name": "embed", "instances": instances(raw, [0])})
     )
     assert status == 200 and len(answer["predictions"][0]) == 16  # one output: bare values per row
 
@@ -213,7 +143,7 @@ def _png_header(width, height):
 
 
 def _bad_requests(raw):
-    good = _instances(raw, [0])[0]
+    good = instances(raw, [0])[0]
 
     def row(**changes):
         return json.dumps({"instances": [{**good, **changes}]})
@@ -250,14 +180,14 @@ def _bad_requests(raw):
         (
             "non-image bytes",
             "/v1/models/quick:predict",
-            row(image=_b64(b"<html>not a picture</html>")),
+            row(image=b64(b"<html>not a picture</html>")),
             400,
             "Unknown image file format",
         ),
         (
             "decompression bomb",
             "/v1/models/quick:predict",
-            row(image=_b64(_png_header(60000, 60000))),
+            row(image=b64(_png_header(60000, 60000))),
             400,
             "60000 x 60000",
         ),
@@ -274,7 +204,7 @@ def _bad_requests(raw):
 
 def test_bad_requests_get_a_clear_4xx_and_the_server_goes_on(served, rows):
     raw, expected, _ = rows
-    good = json.dumps({"instances": _instances(raw, [0])})
+    good = json.dumps({"instances": instances(raw, [0])})
     for what, path, body, status, fragment in _bad_requests(raw):
         answer_status, answer = served.post(path, body)
         assert answer_status == status, (what, answer)

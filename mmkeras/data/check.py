@@ -17,7 +17,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from mmkeras.data.leakage import ContentIndex, content_digest, find_leaks, leakage_lines, shared_groups
-from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.data.manifest import TARGET_KEY, empty_cell_problem
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadValue
 from mmkeras.preprocessing.preprocessor import feature_preprocessor
@@ -61,6 +61,16 @@ def _compiled_decoder(layer):
     return _decoders[key]
 
 
+def is_empty(value):
+    """Whether a raw value is a missing modality: empty text or no file."""
+    return not isinstance(value, BadValue) and not (value.strip() if isinstance(value, str) else value)
+
+
+def _unless_masked(feature, problem):
+    """No problem where the feature's empty cells are missing modalities."""
+    return None if feature.missing == "mask" else empty_cell_problem(feature, problem)
+
+
 class _Checker:
     """Checks the values of one split against one spec."""
 
@@ -76,7 +86,8 @@ class _Checker:
     def check_record(self, key, values):
         """The BadRecords of one row, given its raw values (see `records()`)."""
         problems = []
-        for feature in self.spec.data.features:
+        features = self.spec.data.features
+        for feature in features:
             value = values[feature.name]
             if isinstance(value, BadValue):
                 reason = str(value)
@@ -84,6 +95,9 @@ class _Checker:
                 reason = getattr(self, f"_check_{feature.modality}")(feature, value)
             if reason:
                 problems.append((feature.column, reason))
+        if all(is_empty(values[f.name]) for f in features):
+            columns = ", ".join(f.column for f in features)
+            problems.append((columns, "every feature is empty: nothing to predict from"))
         target = self.spec.data.target
         if target is not None:
             reason = self._check_target(values[TARGET_KEY])
@@ -96,12 +110,13 @@ class _Checker:
         if any("\udc80" <= c <= "\udcff" for c in value):
             return "text is not valid UTF-8"
         if not value.strip():
-            return "empty text"
+            return _unless_masked(feature, "empty text")
         return None
 
     def _check_image(self, feature, data):
+        # No bytes: a masked empty cell, a zero-byte file, or an empty TFRecord value.
         if not data:
-            return "zero-byte file"
+            return _unless_masked(feature, "zero-byte file")
         try:
             self.image_decoders[feature.name](tf.constant(data))
         except tf.errors.InvalidArgumentError as error:
@@ -113,7 +128,7 @@ class _Checker:
 
     def _check_audio(self, feature, data):
         if not data:
-            return "zero-byte file"
+            return _unless_masked(feature, "zero-byte file")
         try:
             _, rate = tf.audio.decode_wav(data)
         except tf.errors.InvalidArgumentError as error:
@@ -153,12 +168,15 @@ class SplitCheck:
         contents: ContentIndex. Its distinct files and texts, for the leakage report.
         targets: collections.Counter. Rows per raw label (each label of a
             multi-label target; empty for a numeric target or none).
+        missing: collections.Counter. Rows per feature with `missing: mask`
+            whose cell is empty: the modality is missing there.
     """
 
     rows: int
     bad: list
     contents: ContentIndex
     targets: collections.Counter
+    missing: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
 
 def _digests(features, values):
@@ -188,7 +206,8 @@ def check_split(spec, split, checker=None, progress=True):
     def check(record):
         key, values = record
         found = checker.check_record(key, values)
-        return key, found, list(_digests(features, values)), values.get(TARGET_KEY)
+        missing = [f.name for f in features if f.missing == "mask" and is_empty(values[f.name])]
+        return key, found, list(_digests(features, values)), values.get(TARGET_KEY), missing
 
     records = source.records()
     with (
@@ -199,8 +218,9 @@ def check_split(spec, split, checker=None, progress=True):
     ):
         # Bounded chunks keep only a few hundred rows' bytes in memory at once.
         while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-            for key, found, digests, label in pool.map(check, chunk):
+            for key, found, digests, label, missing in pool.map(check, chunk):
                 result.bad.extend(found)
+                result.missing.update(missing)
                 for feature, digest in digests:
                     result.contents.add(feature, digest, key)
                 result.targets.update(_labels(target, label or ""))
@@ -278,6 +298,9 @@ def data_report_lines(results, spec):
     for split, check in results.items():
         bad = len({record.location for record in check.bad})
         lines.append(f"  {split:<11} {check.rows:>7} rows, {bad} bad{_balance(check.targets)}")
+        if check.missing:
+            counts = ", ".join(f"{feature} {count}" for feature, count in sorted(check.missing.items()))
+            lines.append(f"  {'':<11} rows missing a modality (masked): {counts}")
     for name, held_out in (("validation", spec.data.validation_split), ("test", spec.data.test_split)):
         if held_out is not None:
             lines.append(f"  {_how_held_out(name, held_out, spec)}")

@@ -146,6 +146,18 @@ def read_manifest(path, spec, held_out_columns=False):
     return Manifest(path=path, columns=columns, lines=lines)
 
 
+def empty_cell_problem(feature, problem):
+    """What to say of an empty cell of a feature whose empty cells are bad rows."""
+    return f"{problem}; if some rows lack `{feature.name}`, set `missing: mask` on it to train on them"
+
+
+def _read_file(path, may_be_empty):
+    """A file's bytes; with `may_be_empty`, no path gives empty bytes (a missing modality)."""
+    if not may_be_empty:
+        return tf.io.read_file(path)
+    return tf.cond(tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: tf.constant(b""))
+
+
 def split_indices(labels, fraction, seed, stratify):
     """Seeded train/validation split of row indices, per label if `stratify`."""
     rng = np.random.RandomState(seed)
@@ -248,7 +260,9 @@ class ManifestSource:
         if feature.modality not in FILE_MODALITIES:
             return value
         if not value:
-            raise BadValue("no file path given")
+            if feature.missing == "mask":
+                return b""  # the modality is missing in this row
+            raise BadValue(empty_cell_problem(feature, "no file path given"))
         if not os.path.isfile(value):
             raise BadValue(f"missing file {value}")
         with open(value, "rb") as f:
@@ -271,5 +285,5 @@ class ManifestSource:
         row = dict(row)
         for feature in self.spec.data.features:
             if feature.modality in FILE_MODALITIES:
-                row[feature.name] = tf.io.read_file(row[feature.name])
+                row[feature.name] = _read_file(row[feature.name], feature.missing == "mask")
         return row

@@ -42,6 +42,11 @@ def feature_preprocessor(feature, spec):
     )
 
 
+def _stripped(raw, layer):
+    """Text without its surrounding spaces; file bytes as they are."""
+    return tf.strings.strip(raw) if isinstance(layer, TextPreprocessor) else raw
+
+
 @keras.saving.register_keras_serializable(package="mmkeras")
 class Preprocessor(PreprocessingLayer):
     """Maps a raw row to the model's input dict, with TensorFlow ops only.
@@ -120,10 +125,13 @@ class Preprocessor(PreprocessingLayer):
                 f"raw input is missing feature(s) {missing}; expected keys {sorted(self.features)}."
             )
         outputs = {name: layer(inputs[name]) for name, layer in self.features.items()}
-        # 1 where a feature's raw value is present, 0 where it is an empty
-        # string: the model masks missing modalities out of the fusion.
+        # 1 where a feature's raw value is present, 0 where it is empty (a
+        # text of spaces too): the model masks missing modalities out of the fusion.
         outputs[MODALITY_MASK] = tf.stack(
-            [tf.cast(tf.strings.length(inputs[name]) > 0, tf.float32) for name in self.features],
+            [
+                tf.cast(tf.strings.length(_stripped(inputs[name], layer)) > 0, tf.float32)
+                for name, layer in self.features.items()
+            ],
             axis=-1,
         )
         return outputs

@@ -8,6 +8,8 @@ from mmkeras.spec.fields import from_mapping, positive_number, require
 MODALITIES = ("text", "image", "audio")
 TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric")
 BAD_RECORD_POLICIES = ("error", "skip")
+# What an empty cell of a feature's column is: a bad row, or a missing modality.
+MISSING_POLICIES = ("error", "mask")
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
@@ -47,6 +49,14 @@ class ImageAugmentation:
         return bool(self.flip or self.rotation or self.zoom or self.contrast)
 
 
+def check_missing(feature):
+    require(
+        feature.missing in MISSING_POLICIES,
+        feature.where,
+        f"`missing` must be one of {', '.join(MISSING_POLICIES)}, got {feature.missing!r}.",
+    )
+
+
 @dataclasses.dataclass
 class TextFeature:
     """A text column.
@@ -66,6 +76,10 @@ class TextFeature:
         tokenizer: str or None. A local KerasHub preset folder (for example a
             Hugging Face BERT checkpoint folder) whose tokenizer replaces the
             learned vocabulary. Relative paths resolve against the spec's folder.
+        missing: str. An empty cell: "error" (the default: a bad row, as an
+            empty cell is more often a broken join or a failed download than
+            a modality the row lacks) or "mask" (the modality is missing in
+            that row: masked out of the fusion, in training as at serving).
     """
 
     name: str
@@ -75,11 +89,13 @@ class TextFeature:
     standardize: str | None = "lower_and_strip_punctuation"
     split: str = "words"
     tokenizer: str | None = None
+    missing: str = "error"
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="text", init=False)
 
     def __post_init__(self):
         self.column = self.column or self.name
+        check_missing(self)
         positive_number(self.max_tokens, self.where, "max_tokens")
         positive_number(self.sequence_length, self.where, "sequence_length")
         require(
@@ -101,6 +117,10 @@ class ImageFeature:
         keep_aspect_ratio: bool. Resize to fit and pad instead of stretching.
         value_range: (float, float). Pixel values are scaled into this range.
         augment: ImageAugmentation or None. Train-time augmentation.
+        missing: str. An empty cell: "error" (the default: a bad row, as an
+            empty cell is more often a broken join or a failed download than
+            a modality the row lacks) or "mask" (the modality is missing in
+            that row: masked out of the fusion, in training as at serving).
     """
 
     name: str
@@ -110,11 +130,13 @@ class ImageFeature:
     keep_aspect_ratio: bool = False
     value_range: tuple = (0.0, 1.0)
     augment: ImageAugmentation | None = None
+    missing: str = "error"
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="image", init=False)
 
     def __post_init__(self):
         self.column = self.column or self.name
+        check_missing(self)
         require(
             isinstance(self.size, (list, tuple))
             and len(self.size) == 2
@@ -155,6 +177,10 @@ class AudioFeature:
         min_hz: float. Lowest mel band edge.
         max_hz: float or None. Highest mel band edge; the Nyquist frequency
             when left out.
+        missing: str. An empty cell: "error" (the default: a bad row, as an
+            empty cell is more often a broken join or a failed download than
+            a modality the row lacks) or "mask" (the modality is missing in
+            that row: masked out of the fusion, in training as at serving).
     """
 
     name: str
@@ -166,11 +192,13 @@ class AudioFeature:
     num_mel_bins: int = 64
     min_hz: float = 20.0
     max_hz: float | None = None
+    missing: str = "error"
     where: str = dataclasses.field(default="feature", repr=False, compare=False)
     modality: str = dataclasses.field(default="audio", init=False)
 
     def __post_init__(self):
         self.column = self.column or self.name
+        check_missing(self)
         for name in ("sample_rate", "duration_s", "frame_length_ms", "frame_step_ms"):
             positive_number(getattr(self, name), self.where, name)
         positive_number(self.num_mel_bins, self.where, "num_mel_bins")
