@@ -143,7 +143,7 @@ def test_warmup_requests_are_real_validation_rows(run_dir, exported):
 
 
 def test_retrieval_model_exports_both_encoders(data_root, tmp_path):
-    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval", fraction=0.25)
+    spec = build_emoji(str(tmp_path / "emoji"), data_root_dir=data_root, task="retrieval")
     spec.model.encoders = {"name": {"units": 16, "embedding_dim": 16}, "image": {"filters": [8, 16]}}
     spec.model.projection_dim = 32
     spec.train.epochs = 1
