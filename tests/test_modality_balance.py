@@ -20,7 +20,7 @@ from mmkeras.layers import GradientScale
 from mmkeras.run_folder import RunFolder, load_task
 from mmkeras.spec import Spec
 from mmkeras.tasks import build_task
-from mmkeras.tasks.update_modulation import ogm_coefficients
+from mmkeras.tasks.update_modulation import modulate_updates, ogm_coefficients
 from mmkeras.training import train
 from mmkeras.training.modality_dynamics import (
     LEARNED_SHARE,
@@ -248,6 +248,17 @@ def test_ogm_slows_only_the_modality_ahead_by_the_papers_factor():
     leader = np.exp(-0.2) / ((np.exp(-0.2) + np.exp(-2.0)) / 2)
     np.testing.assert_allclose(factors, [1 - np.tanh(0.5 * leader)] * 2 + [1.0], rtol=1e-6)
     assert (ogm_coefficients(tf.constant([0.7, 0.7]), alpha=0.5).numpy() == 1.0).all()  # a tie slows none
+
+
+def test_ogm_scales_the_update_once_however_often_the_optimizer_is_wrapped():
+    variable, other = keras.Variable([1.0]), keras.Variable([1.0])
+    optimizer = keras.optimizers.SGD(learning_rate=1.0)
+    factors = keras.Variable([0.5], trainable=False)
+    for _ in range(2):  # a task compiled twice with one optimizer
+        modulate_updates(optimizer, [[variable]], factors, noise=False)
+    optimizer.apply([tf.constant([1.0]), tf.constant([1.0])], [variable, other])
+    # SGD steps by rate x gradient, times the factor where one applies.
+    assert (float(variable.numpy()[0]), float(other.numpy()[0])) == (0.5, 0.0)
 
 
 def _one_step_deltas(spec, preprocessor, inputs, targets):

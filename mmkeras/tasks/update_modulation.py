@@ -67,7 +67,9 @@ def modulate_updates(optimizer, encoder_variables, factors, noise):
         for index, variables in enumerate(encoder_variables)
         for variable in variables
     }
-    update_step = optimizer.update_step
+    # Compiling again with the same optimizer wraps its own step, not the wrapper.
+    update_step = getattr(optimizer, "_unmodulated_update_step", optimizer.update_step)
+    optimizer._unmodulated_update_step = update_step
 
     def modulated_update_step(gradient, variable, learning_rate):
         index = modality_of.get(optimizer._var_key(variable))
