@@ -12,6 +12,7 @@ from mmkeras.layers import (
     LowRankTensorFusion,
     LSTMTextEncoder,
     ModalityDropout,
+    RecordMLPEncoder,
     SpectrogramCNNEncoder,
     TensorFusion,
     TransformerTextEncoder,
@@ -214,3 +215,13 @@ def test_gradient_scale_is_the_identity_forward_and_scales_the_gradient_back(dty
     assert not tape.gradient(loss, x).numpy().any()
     restored = GradientScale.from_config(layer.get_config())
     assert float(restored.scale.numpy()) == 0.25 and not restored.trainable_weights
+
+
+def test_record_mlp_encoder():
+    run_layer_test(
+        RecordMLPEncoder,
+        dict(record_width=7, hidden_dims=[12, 10]),
+        [{"record": rng.randn(2, 7).astype("float32")}],
+        _encoder_shapes(10, 1, 10),  # one step: the pooled vector
+        output_key="pooled",
+    )

@@ -21,6 +21,7 @@ from mmkeras.data.manifest import TARGET_KEY, empty_cell_problem
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadValue
 from mmkeras.preprocessing.preprocessor import feature_preprocessor
+from mmkeras.preprocessing.record import number_problem
 from mmkeras.tasks import task_class
 
 CHUNK_ROWS = 256
@@ -62,8 +63,18 @@ def _compiled_decoder(layer):
 
 
 def is_empty(value):
-    """Whether a raw value is a missing modality: empty text or no file."""
+    """Whether a raw value is empty: text of spaces only, or no file."""
     return not isinstance(value, BadValue) and not (value.strip() if isinstance(value, str) else value)
+
+
+def is_missing(feature, values):
+    """Whether a row lacks `feature`: its raw value empty (for a record, every column's)."""
+    return all(is_empty(values[name]) for name in feature.inputs)
+
+
+def _is_utf8(text):
+    # Bytes that are not UTF-8 were kept as lone surrogates when read.
+    return not any("\udc80" <= c <= "\udcff" for c in text)
 
 
 def _unless_masked(feature, problem):
@@ -88,6 +99,9 @@ class _Checker:
         problems = []
         features = self.spec.data.features
         for feature in features:
+            if feature.modality == "record":
+                problems.extend(self._check_record(feature, values))
+                continue
             value = values[feature.name]
             if isinstance(value, BadValue):
                 reason = str(value)
@@ -95,8 +109,9 @@ class _Checker:
                 reason = getattr(self, f"_check_{feature.modality}")(feature, value)
             if reason:
                 problems.append((feature.column, reason))
-        if all(is_empty(values[f.name]) for f in features):
-            columns = ", ".join(f.column for f in features)
+        # Where a feature's empty cells are bad, its own check said so already.
+        if all(f.missing == "mask" and is_missing(f, values) for f in features):
+            columns = ", ".join(self.spec.data.input_columns().values())
             problems.append((columns, "every feature is empty: nothing to predict from"))
         target = self.spec.data.target
         if target is not None:
@@ -106,12 +121,25 @@ class _Checker:
         return [BadRecord(key, column, reason) for column, reason in problems]
 
     def _check_text(self, feature, value):
-        # Bytes that are not UTF-8 were kept as lone surrogates when read.
-        if any("\udc80" <= c <= "\udcff" for c in value):
+        if not _is_utf8(value):
             return "text is not valid UTF-8"
         if not value.strip():
             return _unless_masked(feature, "empty text")
         return None
+
+    def _check_record(self, feature, values):
+        """(column, reason) of each unusable cell; empty cells are missing values."""
+        problems = []
+        for column in feature.columns:
+            value = values[column.name]
+            if not _is_utf8(value):
+                problems.append((column.column, "text is not valid UTF-8"))
+            elif column.type == "numeric" and number_problem(value):
+                problems.append((column.column, number_problem(value)))
+        if is_missing(feature, values) and feature.missing != "mask":
+            columns = ", ".join(feature.inputs.values())
+            problems.append((columns, empty_cell_problem(feature, "every cell of the record is empty")))
+        return problems
 
     def _check_image(self, feature, data):
         # No bytes: a masked empty cell, a zero-byte file, or an empty TFRecord value.
@@ -180,8 +208,11 @@ class SplitCheck:
 
 
 def _digests(features, values):
-    """(feature, digest) of each readable value of a row."""
+    """(feature, digest) of each readable text or file of a row (a record's
+    values are shared by many rows, so they say nothing of a leak)."""
     for feature in features:
+        if feature.modality == "record":
+            continue
         value = values[feature.name]
         if not isinstance(value, BadValue):
             digest = content_digest(feature.modality, value)
@@ -206,7 +237,7 @@ def check_split(spec, split, checker=None, progress=True):
     def check(record):
         key, values = record
         found = checker.check_record(key, values)
-        missing = [f.name for f in features if f.missing == "mask" and is_empty(values[f.name])]
+        missing = [f.name for f in features if f.missing == "mask" and is_missing(f, values)]
         return key, found, list(_digests(features, values)), values.get(TARGET_KEY), missing
 
     records = source.records()

@@ -66,16 +66,20 @@ def build_preprocessor(spec, progress: bool = True) -> Preprocessor:
     source = open_split(spec, "train")
     exclude = bad_rows(spec, "train", progress=progress)
     keep = [i for i, key in enumerate(source.keys()) if key not in exclude]
-    texts = {
-        f.name: [source.column(f.column)[i] for i in keep]
-        for f in spec.data.features
-        if f.modality == "text" and not f.tokenizer
+
+    def kept(column):
+        values = source.column(column)
+        return [values[i] for i in keep]
+
+    features = spec.data.features
+    texts = {f.name: kept(f.column) for f in features if f.modality == "text" and not f.tokenizer}
+    records = {
+        f.name: {name: kept(column) for name, column in f.inputs.items()}
+        for f in features
+        if f.modality == "record"
     }
-    targets = None
-    if target is not None:
-        column = source.column(target.column)
-        targets = [column[i] for i in keep]
-    preprocessor.adapt(texts=texts, targets=targets)
+    targets = kept(target.column) if target is not None else None
+    preprocessor.adapt(texts=texts, records=records, targets=targets)
     return preprocessor
 
 

@@ -120,7 +120,11 @@ def read_manifest(path, spec, held_out_columns=False):
     """
     header, rows, lines = read_rows(path)
     data = spec.data
-    wanted = {f.column: f"data.features[{f.name}].column" for f in data.features}
+    wanted = {
+        column: f"data.features[{f.name}].column" + (f"s[{name}]" if f.modality == "record" else "")
+        for f in data.features
+        for name, column in f.inputs.items()
+    }
     if data.target is not None:
         wanted[data.target.column] = "data.target.column"
     if held_out_columns:
@@ -240,23 +244,26 @@ class ManifestSource:
         return [self.manifest.location(i) for i in range(len(self))]
 
     def records(self):
-        """Yields `(key, values)` per row, files read; a bad value is a BadValue."""
+        """Yields `(key, values)` per row: each raw input's value (text, or a
+        file's bytes) by input name; a bad value is a BadValue."""
         features = self.spec.data.features
         target = self.spec.data.target
         for index, key in enumerate(self.keys()):
             values = {}
             for feature in features:
-                try:
-                    values[feature.name] = self.fetch(index, feature)
-                except BadValue as error:
-                    values[feature.name] = error
+                for name, column in feature.inputs.items():
+                    try:
+                        values[name] = self.fetch(index, feature, column)
+                    except BadValue as error:
+                        values[name] = error
             if target is not None:
                 values[TARGET_KEY] = self.manifest.columns[target.column][index]
             yield key, values
 
-    def fetch(self, index, feature):
-        """The raw value of one row's feature: text, or the file's bytes."""
-        value = self.manifest.columns[feature.column][index]
+    def fetch(self, index, feature, column=None):
+        """A row's raw value of `feature` (of its `column`, for a record
+        feature's columns): text, or the file's bytes."""
+        value = self.manifest.columns[column or feature.column][index]
         if feature.modality not in FILE_MODALITIES:
             return value
         if not value:
@@ -271,7 +278,7 @@ class ManifestSource:
     def rows(self, exclude=(), input_context=None):
         """A dataset of light rows (text and paths), this pipeline's shard."""
         data = self.spec.data
-        names = {f.name: f.column for f in data.features}
+        names = data.input_columns()
         if data.target is not None:
             names[TARGET_KEY] = data.target.column
         kept = [i for i, key in enumerate(self.keys()) if key not in exclude]

@@ -22,7 +22,7 @@ class RowSample:
         inputs: dict. Preprocessed model inputs (NumPy), by feature name.
         targets: np.ndarray. Encoded targets.
         raw_targets: list. The targets as written in the manifest.
-        raw: dict. Feature name to the raw values (text, or file bytes).
+        raw: dict. Raw input name to the raw values (text, or file bytes).
         text_features: list. The names of the text features.
         waveforms: dict. Audio feature name to decoded waveforms (first 8 rows).
     """
@@ -56,7 +56,7 @@ def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
     chunks = []
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        raw = {f.name: tf.constant([values[f.name] for _, values in chunk]) for f in features}
+        raw = {name: tf.constant([values[name] for _, values in chunk]) for name in spec.data.input_columns()}
         chunks.append({name: value.numpy() for name, value in preprocessor(raw).items()})
     inputs = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
     raw_targets = [values.get(TARGET_KEY, "") for _, values in rows]
@@ -65,7 +65,7 @@ def collect_sample(spec, preprocessor, split="validation", max_rows=2000):
         if spec.data.target is not None
         else np.zeros(len(rows))
     )
-    raw = {f.name: [values[f.name] for _, values in rows] for f in features}
+    raw = {name: [values[name] for _, values in rows] for name in spec.data.input_columns()}
     text_features = [f.name for f in features if f.modality == "text"]
     waveforms = {
         f.name: np.stack(

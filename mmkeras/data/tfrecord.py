@@ -1,7 +1,7 @@
 """Sharded TFRecords holding each row's raw bytes, for sequential reads.
 
-A record stores every feature as bytes (the text as UTF-8, an image or WAV
-file as its encoded bytes), the raw target, and `__key__`: the manifest and
+A record stores every raw input as bytes (text and record values as UTF-8,
+an image or WAV file as its encoded bytes), the raw target, and `__key__`: the manifest and
 line the row came from, so errors still name the original row.
 """
 
@@ -10,7 +10,7 @@ import os
 
 import tensorflow as tf
 
-from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.data.manifest import FILE_MODALITIES, TARGET_KEY
 from mmkeras.errors import BadValue, SpecError
 
 KEY = "__key__"
@@ -49,7 +49,7 @@ def write_tfrecords(source, spec, output_prefix, num_shards=8, exclude=(), progr
             features = {KEY: _bytes_feature(key)}
             for name, value in values.items():
                 if isinstance(value, BadValue):
-                    column = data.features[[f.name for f in data.features].index(name)].column
+                    column = data.input_columns()[name]
                     raise BadValue(f"{key} column {column}: {value}")
                 features[name] = _bytes_feature(value)
             example = tf.train.Example(features=tf.train.Features(feature=features))
@@ -75,7 +75,7 @@ class TFRecordSource:
             raise SpecError(
                 f"no TFRecord files match {pattern}. Write them with `mmkeras data to-tfrecord SPEC`."
             )
-        names = [f.name for f in spec.data.features] + [KEY]
+        names = [*spec.data.input_columns(), KEY]
         if spec.data.target is not None:
             names.append(TARGET_KEY)
         self._schema = {name: tf.io.FixedLenFeature([], tf.string) for name in names}
@@ -106,20 +106,18 @@ class TFRecordSource:
         if data.target is not None and column == data.target.column:
             name = TARGET_KEY
         else:
-            name = next(f.name for f in data.features if f.column == column)
+            name = next(name for name, read in data.input_columns().items() if read == column)
         return [record[name].decode("utf-8", "surrogateescape") for record in self._stream([name])]
 
     def records(self):
-        """Yields `(key, values)` per record: text as str, file contents as bytes."""
-        text = {f.name for f in self.spec.data.features if f.modality == "text"}
+        """Yields `(key, values)` per record: file contents as bytes, the rest as str."""
+        files = {name for f in self.spec.data.features if f.modality in FILE_MODALITIES for name in f.inputs}
         for record in self._stream(list(self._schema)):
             key = record.pop(KEY).decode("utf-8", "surrogateescape")
             yield (
                 key,
                 {
-                    name: value.decode("utf-8", "surrogateescape")
-                    if name in text or name == TARGET_KEY
-                    else value
+                    name: value if name in files else value.decode("utf-8", "surrogateescape")
                     for name, value in record.items()
                 },
             )

@@ -24,6 +24,18 @@ def data_root(data_root=None):
     return os.path.abspath(root)
 
 
+def keep_groups(rows, group, fraction, seed):
+    """The rows of a seeded `fraction` of the `group` column's values, all
+    rows of each kept group (a quick run's share of lesions or photographs)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    if fraction == 1:
+        return rows
+    names = sorted({row[group] for row in rows})
+    kept = set(np.random.RandomState(seed).permutation(names)[: max(1, round(fraction * len(names)))])
+    return [row for row in rows if row[group] in kept]
+
+
 def write_csv(path, rows, columns):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as f:

@@ -11,10 +11,8 @@ so that recall@k asks for the one right picture among all of the split's.
 import csv
 import os
 
-import numpy as np
-
 from mmkeras.data.manifest import split_by_group
-from mmkeras.datasets.files import data_root, write_csv, write_spec
+from mmkeras.datasets.files import data_root, keep_groups, write_csv, write_spec
 
 LANGUAGES = ("en", "zh")
 
@@ -69,13 +67,7 @@ def build_flickr8k(
     Returns:
         The `Spec` written to `output_dir/spec.yaml` (no target: a dual encoder).
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
-    rows = load_flickr8k(data_root_dir, language)
-    if fraction < 1:
-        photos = sorted({row["image"] for row in rows})
-        kept = set(np.random.RandomState(seed).permutation(photos)[: max(1, round(fraction * len(photos)))])
-        rows = [row for row in rows if row["image"] in kept]
+    rows = keep_groups(load_flickr8k(data_root_dir, language), "image", fraction, seed)
     train, validation, test = split_by_group(rows, "image", None, [validation_fraction, test_fraction], seed)
     write_csv(os.path.join(output_dir, "train.csv"), train, ["image", "caption"])
     for name, part in (("validation", validation), ("test", test)):

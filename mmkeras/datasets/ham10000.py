@@ -13,9 +13,16 @@ import csv
 import os
 
 from mmkeras.data.manifest import split_by_group
-from mmkeras.datasets.files import data_root, write_csv, write_spec
+from mmkeras.datasets.files import data_root, keep_groups, write_csv, write_spec
 
 COLUMNS = ["image", "lesion_id", "dx", "age", "sex", "localization"]
+# The patient's record: age in years (empty where unknown), sex and body
+# site (each with an `unknown` value of its own).
+RECORD_COLUMNS = [
+    {"name": "age", "type": "numeric"},
+    {"name": "sex", "type": "categorical"},
+    {"name": "localization", "type": "categorical"},
+]
 
 
 def load_ham10000(data_root_dir=None):
@@ -27,13 +34,20 @@ def load_ham10000(data_root_dir=None):
 
 
 def build_ham10000(
-    output_dir, data_root_dir=None, image_size=64, validation_fraction=0.1, test_fraction=0.2, seed=0
+    output_dir,
+    data_root_dir=None,
+    image_size=64,
+    validation_fraction=0.1,
+    test_fraction=0.2,
+    seed=0,
+    fraction=1.0,
 ):
     """Writes HAM10000 manifests (train, validation, test by lesion) and a spec.
 
     The spec classifies the diagnosis (`dx`, 7 classes, about 72% `nv`) from
-    the picture; the target is imbalanced, so its headline metric is
-    balanced accuracy and training weights the classes.
+    the picture and the patient's record (`record`: age, sex, body site);
+    the target is imbalanced, so its headline metric is balanced accuracy
+    and training weights the classes.
 
     Args:
         output_dir: str. Where the manifests and spec are written.
@@ -42,11 +56,13 @@ def build_ham10000(
         validation_fraction: float. Share of the lesions held out for validation.
         test_fraction: float. Share of the lesions held out for testing.
         seed: int. Seeds the split.
+        fraction: float. In (0, 1]: keeps this share of the lesions (all
+            their pictures), for a quick run.
 
     Returns:
         The `Spec` written to `output_dir/spec.yaml`.
     """
-    rows = load_ham10000(data_root_dir)
+    rows = keep_groups(load_ham10000(data_root_dir), "lesion_id", fraction, seed)
     train, validation, test = split_by_group(
         rows, "lesion_id", "dx", [validation_fraction, test_fraction], seed
     )
@@ -58,6 +74,8 @@ def build_ham10000(
         "test": "test.csv",
         "features": [
             {"name": "image", "modality": "image", "size": [image_size, image_size], "channels": 3},
+            # A picture whose record was not sent is still diagnosed from the picture.
+            {"name": "record", "modality": "record", "columns": RECORD_COLUMNS, "missing": "mask"},
         ],
         "target": {"column": "dx", "type": "categorical"},
         "batch_size": 64,

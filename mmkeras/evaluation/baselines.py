@@ -10,7 +10,10 @@ task's own report on the evaluated split:
   frequency over the preprocessor's own tokens, L2-normalised;
 - `<image feature>: pixels + linear`: the image averaged down to 8 x 8;
 - `<audio feature>: mel statistics + linear`: each mel band's mean and
-  standard deviation over time.
+  standard deviation over time;
+- `<record feature>: values + linear`: the record as its encoder reads it
+  (standardised numbers, missing flags, one-hot categories): logistic or
+  linear regression on the patient's or customer's record.
 
 A fused model that does not clear these by a margin has not learned what
 the data offers.
@@ -86,6 +89,7 @@ _FEATURES = {
     "text": ("TF-IDF + linear", lambda token_ids: token_ids),
     "image": ("pixels + linear", _image_pixels),
     "audio": ("mel statistics + linear", _mel_statistics),
+    "record": ("values + linear", lambda record: record),
 }
 
 

@@ -9,5 +9,6 @@ from mmkeras.layers.image_encoders import BackboneImageEncoder, CNNImageEncoder
 from mmkeras.layers.late_fusion import LateFusion
 from mmkeras.layers.modality_dropout import ModalityDropout
 from mmkeras.layers.pooling import MaskedMeanPooling
+from mmkeras.layers.record_encoders import RecordMLPEncoder
 from mmkeras.layers.tensor_fusion import LowRankTensorFusion, TensorFusion
 from mmkeras.layers.text_encoders import LSTMTextEncoder, PretrainedTextEncoder, TransformerTextEncoder

@@ -15,6 +15,7 @@ from mmkeras.layers.cross_modal_attention_fusion import CrossModalAttentionFusio
 from mmkeras.layers.gated_fusion import GatedFusion
 from mmkeras.layers.image_encoders import BackboneImageEncoder, CNNImageEncoder
 from mmkeras.layers.late_fusion import LateFusion
+from mmkeras.layers.record_encoders import RecordMLPEncoder
 from mmkeras.layers.tensor_fusion import LowRankTensorFusion, TensorFusion
 from mmkeras.layers.text_encoders import LSTMTextEncoder, PretrainedTextEncoder, TransformerTextEncoder
 
@@ -27,6 +28,7 @@ ENCODERS = {
     },
     "image": {"cnn": CNNImageEncoder, "backbone": BackboneImageEncoder},
     "audio": {"spectrogram_cnn": SpectrogramCNNEncoder},
+    "record": {"mlp": RecordMLPEncoder},
 }
 FUSIONS = {
     "concat": ConcatFusion,

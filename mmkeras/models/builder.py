@@ -22,6 +22,8 @@ def _derived_arguments(feature, kind, preprocessor, spec):
         return arguments
     if feature.modality == "image":
         return {"image_shape": (*feature.size, feature.channels)}
+    if feature.modality == "record":
+        return {"record_width": layer.output_size}
     return {"spectrogram_shape": (layer.num_frames, layer.num_mel_bins)}
 
 

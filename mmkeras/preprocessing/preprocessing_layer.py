@@ -7,6 +7,9 @@ import tensorflow as tf
 class PreprocessingLayer(keras.layers.Layer):
     """A layer that takes raw `tf.string` tensors and returns numeric tensors.
 
+    The input is one tensor, or a dict of them for a layer that reads
+    several columns of a row.
+
     Inputs are left as TensorFlow tensors (Keras would otherwise try to convert
     strings to backend tensors), the layer has no weights to build, and it
     always runs on the CPU: decoding belongs to the host, not to a replica.
@@ -29,14 +32,18 @@ class PreprocessingLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs)
+        if isinstance(inputs, dict):
+            inputs = {name: tf.convert_to_tensor(value) for name, value in inputs.items()}
+        else:  # a list of strings is one batch, not a structure
+            inputs = tf.convert_to_tensor(inputs)
         with tf.device("cpu"):
-            if inputs.shape.rank == 0:
+            if tf.nest.flatten(inputs)[0].shape.rank == 0:
                 return self.call_one(inputs)
             return self.call_batched(inputs)
 
     def call_one(self, inputs):
-        return tf.squeeze(self.call_batched(inputs[tf.newaxis]), axis=0)
+        batch = tf.nest.map_structure(lambda tensor: tensor[tf.newaxis], inputs)
+        return tf.squeeze(self.call_batched(batch), axis=0)
 
     def call_batched(self, inputs):
         raise NotImplementedError

@@ -6,6 +6,7 @@ import tensorflow as tf
 from mmkeras.preprocessing.audio import AudioPreprocessor
 from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
+from mmkeras.preprocessing.record import RecordPreprocessor
 from mmkeras.preprocessing.text import TextPreprocessor
 
 MODALITY_MASK = "modality_mask"
@@ -21,6 +22,10 @@ def feature_preprocessor(feature, spec):
             split=feature.split,
             tokenizer_preset=spec.resolve(feature.tokenizer),
             name=f"{feature.name}_text",
+        )
+    if feature.modality == "record":
+        return RecordPreprocessor(
+            [column.preprocessing_config() for column in feature.columns], name=f"{feature.name}_record"
         )
     if feature.modality == "image":
         return ImagePreprocessor(
@@ -42,20 +47,24 @@ def feature_preprocessor(feature, spec):
     )
 
 
-def _stripped(raw, layer):
-    """Text without its surrounding spaces; file bytes as they are."""
-    return tf.strings.strip(raw) if isinstance(layer, TextPreprocessor) else raw
+def _is_present(raw, layer):
+    """Whether a raw value holds something: text beyond spaces, any bytes."""
+    if isinstance(layer, (TextPreprocessor, RecordPreprocessor)):
+        raw = tf.strings.strip(raw)
+    return tf.strings.length(raw) > 0
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
 class Preprocessor(PreprocessingLayer):
     """Maps a raw row to the model's input dict, with TensorFlow ops only.
 
-    Called on a dict of `tf.string` tensors keyed by feature name (text, or the
-    encoded bytes of an image or WAV file), batched or not, it returns a dict
-    of numeric tensors under the same names, plus `modality_mask`: one float
-    per feature, 0 where the raw value was an empty string (a missing
-    modality, which the model masks out) and 1 elsewhere. The same object runs in the
+    Called on a dict of `tf.string` tensors keyed by raw input name (a
+    feature's name, or a record column's: text, a number or category as
+    text, or the encoded bytes of an image or WAV file), batched or not, it
+    returns a dict of numeric tensors keyed by feature name, plus
+    `modality_mask`: one float per feature, 0 where its raw value was an
+    empty string (for a record, every column empty: a missing modality,
+    which the model masks out) and 1 elsewhere. The same object runs in the
     tf.data pipeline during training and inside the exported serving graph,
     so what the model sees in production is what it saw in training.
 
@@ -106,34 +115,41 @@ class Preprocessor(PreprocessingLayer):
         }
         return cls(features, target=target, augmenters=augmenters, name="preprocessor")
 
-    def adapt(self, texts=None, targets=None):
-        """Learns vocabularies and label sets from the training split.
+    def adapt(self, texts=None, records=None, targets=None):
+        """Learns vocabularies, record statistics and label sets from the training split.
 
         Args:
             texts: dict. Text feature name to an iterable of training strings.
+            records: dict. Record feature name to {column name: training cells}.
             targets: iterable or None. The training split's raw targets.
         """
-        for name, values in (texts or {}).items():
+        for name, values in {**(texts or {}), **(records or {})}.items():
             self.features[name].adapt(values)
         if self.target is not None and targets is not None:
             self.target.adapt(targets)
 
+    def feature_inputs(self, name):
+        """The raw input names feature `name` reads."""
+        layer = self.features[name]
+        return layer.input_names if isinstance(layer, RecordPreprocessor) else [name]
+
+    @property
+    def input_names(self):
+        """Every raw input name, in feature order: what a serving request carries."""
+        return [raw for name in self.features for raw in self.feature_inputs(name)]
+
     def call(self, inputs):
-        missing = [name for name in self.features if name not in inputs]
+        missing = [name for name in self.input_names if name not in inputs]
         if missing:
-            raise KeyError(
-                f"raw input is missing feature(s) {missing}; expected keys {sorted(self.features)}."
-            )
-        outputs = {name: layer(inputs[name]) for name, layer in self.features.items()}
-        # 1 where a feature's raw value is present, 0 where it is empty (a
-        # text of spaces too): the model masks missing modalities out of the fusion.
-        outputs[MODALITY_MASK] = tf.stack(
-            [
-                tf.cast(tf.strings.length(_stripped(inputs[name], layer)) > 0, tf.float32)
-                for name, layer in self.features.items()
-            ],
-            axis=-1,
-        )
+            raise KeyError(f"raw input is missing {missing}; expected keys {self.input_names}.")
+        outputs, present = {}, []
+        for name, layer in self.features.items():
+            raw = {key: inputs[key] for key in self.feature_inputs(name)}
+            outputs[name] = layer(raw if isinstance(layer, RecordPreprocessor) else raw[name])
+            # 1 where a feature's raw value is present, 0 where it is empty (a
+            # text of spaces too): the model masks missing modalities out of the fusion.
+            present.append(tf.reduce_any(tf.stack([_is_present(v, layer) for v in raw.values()]), axis=0))
+        outputs[MODALITY_MASK] = tf.cast(tf.stack(present, axis=-1), tf.float32)
         return outputs
 
     def augment(self, inputs, seed=None):

@@ -1,7 +1,7 @@
 """The spec: what the user writes once to describe their data.
 
 A spec names the features (which column holds text, an image path or an audio
-path), the target, and how to read the data. Everything else in mmkeras (the
+path, or record values), the target, and how to read the data. Everything else in mmkeras (the
 preprocessor, the tf.data pipeline, the model) is derived from it.
 
 Example:
@@ -19,6 +19,8 @@ from mmkeras.spec.data import (
     DataSpec,
     ImageAugmentation,
     ImageFeature,
+    RecordColumn,
+    RecordFeature,
     TargetSpec,
     TextFeature,
 )

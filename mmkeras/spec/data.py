@@ -2,10 +2,11 @@
 
 import dataclasses
 
+from mmkeras.preprocessing.record import COLUMN_TYPES, MAX_TOKENS, MIN_COUNT
 from mmkeras.preprocessing.text import SPLITS as TEXT_SPLITS
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
-MODALITIES = ("text", "image", "audio")
+MODALITIES = ("text", "image", "audio", "record")
 TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric")
 BAD_RECORD_POLICIES = ("error", "skip")
 # What an empty cell of a feature's column is: a bad row, or a missing modality.
@@ -49,6 +50,15 @@ class ImageAugmentation:
         return bool(self.flip or self.rotation or self.zoom or self.contrast)
 
 
+class OneColumn:
+    """A feature read from one manifest column, its raw input of the same name."""
+
+    @property
+    def inputs(self):
+        """{raw input name: manifest column}."""
+        return {self.name: self.column}
+
+
 def check_missing(feature):
     require(
         feature.missing in MISSING_POLICIES,
@@ -58,7 +68,7 @@ def check_missing(feature):
 
 
 @dataclasses.dataclass
-class TextFeature:
+class TextFeature(OneColumn):
     """A text column.
 
     Args:
@@ -106,7 +116,7 @@ class TextFeature:
 
 
 @dataclasses.dataclass
-class ImageFeature:
+class ImageFeature(OneColumn):
     """An image column holding file paths (JPEG, PNG, GIF or BMP).
 
     Args:
@@ -163,7 +173,7 @@ class ImageFeature:
 
 
 @dataclasses.dataclass
-class AudioFeature:
+class AudioFeature(OneColumn):
     """An audio column holding paths to 16-bit PCM WAV files.
 
     Args:
@@ -217,8 +227,111 @@ class AudioFeature:
         )
 
 
-FEATURE_TYPES = {"text": TextFeature, "image": ImageFeature, "audio": AudioFeature}
-Feature = TextFeature | ImageFeature | AudioFeature
+@dataclasses.dataclass
+class RecordColumn:
+    """One column of a record: a number or a category.
+
+    Args:
+        name: str. The raw input's name: in a serving request, the key
+            that carries this column's value (as text).
+        type: str. "numeric" or "categorical".
+        column: str. The manifest column. Defaults to `name`.
+        clip: (float, float) or None. Numeric: values are clipped into
+            [low, high] first.
+        log: bool. Numeric: sign(x) * log(1 + |x|) before standardising,
+            for long-tailed values (prices, counts).
+        max_tokens: int. Categorical: at most this many categories, the
+            most frequent in training.
+        min_count: int. Categorical: categories seen fewer times in training
+            share the out-of-vocabulary slot, which so learns what a rare or
+            new category means.
+    """
+
+    name: str
+    type: str
+    column: str | None = None
+    clip: tuple | None = None
+    log: bool = False
+    max_tokens: int = MAX_TOKENS
+    min_count: int = MIN_COUNT
+    where: str = dataclasses.field(default="column", repr=False, compare=False)
+
+    def __post_init__(self):
+        self.column = self.column or self.name
+        require(
+            self.type in COLUMN_TYPES,
+            self.where,
+            f"`type` must be one of {', '.join(COLUMN_TYPES)}, got {self.type!r}.",
+        )
+        if self.clip is not None:
+            require(
+                isinstance(self.clip, (list, tuple)) and len(self.clip) == 2 and self.clip[0] < self.clip[1],
+                self.where,
+                f"`clip` must be [low, high] with low < high, got {self.clip!r}.",
+            )
+            self.clip = tuple(float(v) for v in self.clip)
+        require(isinstance(self.log, bool), self.where, "`log` must be true or false.")
+        require(
+            self.type == "numeric" or (self.clip is None and not self.log),
+            self.where,
+            "`clip` and `log` apply to numeric columns only.",
+        )
+        positive_number(self.max_tokens, self.where, "max_tokens")
+        positive_number(self.min_count, self.where, "min_count")
+
+    def preprocessing_config(self):
+        """This column's entry in `RecordPreprocessor(columns=...)`."""
+        config = {"name": self.name, "type": self.type}
+        if self.type == "numeric":
+            return {**config, "clip": self.clip, "log": self.log}
+        return {**config, "max_tokens": self.max_tokens, "min_count": self.min_count}
+
+
+@dataclasses.dataclass
+class RecordFeature:
+    """Numeric and categorical columns read together: one modality, the record.
+
+    One encoder reads all its columns (each number standardised with a
+    missing flag, each category one-hot), so the record is one branch of
+    the fusion and one entry of the modality ablation. An empty cell is a
+    missing value (imputed and flagged, or its own category), never a bad
+    row; `missing` says what a row with every column empty is.
+
+    Args:
+        name: str. The feature's name; the model input of the same name.
+        columns: list of RecordColumn. Each column's name, type and options.
+        missing: str. A row whose columns are all empty: "error" (the
+            default: a bad row) or "mask" (the record is missing there).
+    """
+
+    name: str
+    columns: list
+    missing: str = "error"
+    where: str = dataclasses.field(default="feature", repr=False, compare=False)
+    modality: str = dataclasses.field(default="record", init=False)
+
+    def __post_init__(self):
+        check_missing(self)
+        require(
+            isinstance(self.columns, list) and self.columns,
+            self.where,
+            "list at least one column, for example `columns: [{name: age, type: numeric}]`.",
+        )
+        self.columns = [
+            column
+            if isinstance(column, RecordColumn)
+            else from_mapping(RecordColumn, column, f"{self.where}.columns[{i}]")
+            for i, column in enumerate(self.columns)
+        ]
+
+    @property
+    def inputs(self):
+        """{raw input name: manifest column}, one per column."""
+        return {column.name: column.column for column in self.columns}
+
+
+FEATURE_TYPES = {"text": TextFeature, "image": ImageFeature, "audio": AudioFeature, "record": RecordFeature}
+Feature = TextFeature | ImageFeature | AudioFeature | RecordFeature
 
 
 def _featurefrom_mapping(mapping, where):
@@ -334,7 +447,7 @@ class DataSpec:
         test_split: HeldOutSplit, float or None. The rows held out for
             testing when the data comes as one manifest, taken before the
             validation rows (which are then a fraction of the rest).
-        features: list. Text, image and audio features.
+        features: list. Text, image, audio and record features.
         target: TargetSpec or None. None for retrieval (pairs without labels).
         on_bad_record: str. "error" stops before training with every bad row
             listed; "skip" drops them and says which.
@@ -379,11 +492,18 @@ class DataSpec:
                 f"feature name `{feature.name}` is used twice; give each feature its own name.",
             )
             seen.add(feature.name)
+        inputs = [name for feature in self.features for name in feature.inputs]
+        twice = sorted({name for name in inputs if inputs.count(name) > 1})
+        require(
+            not twice,
+            f"{self.where}.features",
+            f"raw input name(s) {', '.join(twice)} used twice; each feature and record column needs its own.",
+        )
         if isinstance(self.target, dict):
             self.target = from_mapping(TargetSpec, self.target, f"{self.where}.target")
         if self.target is not None:
             require(
-                self.target.column not in {f.column for f in self.features},
+                self.target.column not in set(self.input_columns().values()),
                 f"{self.where}.target",
                 f"column `{self.target.column}` is both a feature and the target.",
             )
@@ -406,6 +526,10 @@ class DataSpec:
         self.test_split = HeldOutSplit.parse(self.test_split, f"{self.where}.test_split")
         positive_number(self.batch_size, self.where, "batch_size")
         positive_number(self.shuffle_buffer, self.where, "shuffle_buffer")
+
+    def input_columns(self):
+        """{raw input name: manifest column} over every feature."""
+        return {name: column for feature in self.features for name, column in feature.inputs.items()}
 
     def held_out_columns(self):
         """{column: spec field} of the columns the held-out splits group or order by."""

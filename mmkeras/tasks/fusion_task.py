@@ -290,13 +290,14 @@ class FusionTask(Task):
                 for name, tensor in self.input.items()
             }
         ]
-        archive.add_endpoint("serving_default", serve_raw, input_signature=raw_signature(self.feature_names))
+        raw = raw_signature(self.preprocessor.input_names)
+        archive.add_endpoint("serving_default", serve_raw, input_signature=raw)
         archive.add_endpoint("preprocessed", serve_preprocessed, input_signature=preprocessed)
-        archive.add_endpoint("embed", embed, input_signature=raw_signature(self.feature_names))
+        archive.add_endpoint("embed", embed, input_signature=raw)
         return archive
 
     def documented_inputs(self):
-        return {"serving_default": self.feature_names, "embed": self.feature_names}
+        return {"serving_default": self.preprocessor.input_names, "embed": self.preprocessor.input_names}
 
     def parity_cases(self, sample):
         outputs = self.decode(self.predict(sample.inputs, verbose=0))

@@ -40,9 +40,9 @@ def build_task(spec, preprocessor) -> "Task":
     return task_class(spec.data.target).from_spec(spec, preprocessor)
 
 
-def raw_signature(feature_names):
-    """The input signature of a raw-input endpoint: a batch of strings per feature."""
-    return [{name: tf.TensorSpec([None], tf.string, name=name) for name in feature_names}]
+def raw_signature(input_names):
+    """The input signature of a raw-input endpoint: a batch of strings per raw input."""
+    return [{name: tf.TensorSpec([None], tf.string, name=name) for name in input_names}]
 
 
 @dataclasses.dataclass
@@ -51,7 +51,7 @@ class ParityCase:
 
     Args:
         signature: str. The signature to call.
-        raw: dict. Feature name to raw values (text, or file bytes).
+        raw: dict. Raw input name to raw values (text, or file bytes).
         output: str. The output to compare.
         expected: np.ndarray. The trained model's value of that output.
     """
@@ -195,7 +195,7 @@ class Task(keras.Model):
         raise NotImplementedError
 
     def documented_inputs(self) -> dict[str, list[str]]:
-        """{signature: [feature names]} of the raw-input signatures, as documented."""
+        """{signature: [raw input names]} of the raw-input signatures, as documented."""
         raise NotImplementedError
 
     def parity_cases(self, sample) -> list[ParityCase]:
