@@ -10,6 +10,8 @@ Testbeds:
   without the note.
 - `emoji`, `emoji_shortcut`: emoji names and pictures to their category,
   without and with the same kind of note.
+- `ham10000`: dermoscopy pictures and the patient's record (age, sex, body
+  site) to the diagnosis, seven imbalanced classes.
 
 Each fused variant and each single-modality model is trained with seeds
 0..N-1 and scored on the test split with the task's headline metric; the
@@ -27,7 +29,7 @@ import tempfile
 import numpy as np
 from progress import mean_and_spread, measure_each
 
-from mmkeras.datasets import build_avmnist, build_emoji
+from mmkeras.datasets import build_avmnist, build_emoji, build_ham10000
 from mmkeras.evaluation import evaluate_run
 from mmkeras.quickstart import AVMNIST_DEGRADATION, single_modality_spec
 from mmkeras.spec.model import BalanceSpec
@@ -38,6 +40,7 @@ TESTBEDS = {
     "avmnist_shortcut": lambda folder: build_avmnist(folder, shortcut=0.9, **AVMNIST_DEGRADATION),
     "emoji": lambda folder: build_emoji(folder),
     "emoji_shortcut": lambda folder: build_emoji(folder, shortcut=0.9),
+    "ham10000": lambda folder: build_ham10000(folder),
 }
 SHORTCUT_FEATURE = "note"
 # The fused variants: `model.balance` settings over the spec's own.

@@ -1,5 +1,5 @@
-"""A real `mmkeras serve` process on 127.0.0.1 for tests, and the JSON TF
-Serving's REST clients send it."""
+"""A real `mmkeras serve` process on 127.0.0.1 for tests, the JSON TF
+Serving's REST clients send it, and an exported run's raw-input signature."""
 
 import base64
 import http.client
@@ -9,7 +9,19 @@ import subprocess
 import sys
 import threading
 
+import tensorflow as tf
+
+from mmkeras.export import export_run
+
 MAX_REQUEST_BYTES = 2_000_000
+
+
+def export_and_serve_raw(run_dir, root, name, raw):
+    """Exports a run as `root/name` and calls its `serving_default` on raw
+    columns (input name to values); returns the signature's outputs."""
+    exported = export_run(run_dir, str(root / name))
+    serving = tf.saved_model.load(exported.path).signatures["serving_default"]
+    return serving(**{key: tf.constant(values) for key, values in raw.items()})
 
 
 class Served:

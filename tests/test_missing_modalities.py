@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 
 from mmkeras.data import make_dataset
@@ -14,11 +13,10 @@ from mmkeras.data.check import check_spec, data_report_lines
 from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_quickstart
 from mmkeras.evaluation.predict import predict_run
-from mmkeras.export import export_run
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 from mmkeras.spec import Spec
 from mmkeras.training import train
-from tests.serving_helpers import instances, start_server, stop_server
+from tests.serving_helpers import export_and_serve_raw, instances, start_server, stop_server
 from tests.training_helpers import SMALL_MODEL
 
 FEATURES = ("caption", "image", "audio")
@@ -113,9 +111,7 @@ def test_rows_missing_modalities_train_predict_export_and_serve_alike(gappy_spec
     raw = {f.name: [source.fetch(i, f) for i in range(12)] for f in gappy_spec.data.features}
     assert raw["image"][0] == b"" and raw["caption"][1].strip() == ""
     root = tmp_path / "saved_models"
-    exported = export_run(run.run_dir, str(root / "gappy"))
-    serving = tf.saved_model.load(exported.path).signatures["serving_default"]
-    served = serving(**{name: tf.constant(values) for name, values in raw.items()})["probabilities"]
+    served = export_and_serve_raw(run.run_dir, root, "gappy", raw)["probabilities"]
     np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
 
     # And over REST, as TF Serving's clients send it.

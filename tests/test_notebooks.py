@@ -16,8 +16,8 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(REPO_ROOT, "notebooks", "*.ipynb")))
 SMALL_ENV = "MMKERAS_NOTEBOOK_SMALL"
 
 
-def test_there_are_six_tutorials():
-    assert [os.path.basename(path)[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_tutorials():
+    assert [os.path.basename(path)[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.long(250)

@@ -16,12 +16,11 @@ from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_ham10000
 from mmkeras.errors import SpecError
 from mmkeras.evaluation.predict import predict_run
-from mmkeras.export import export_run
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 from mmkeras.preprocessing.record import RecordPreprocessor
 from mmkeras.spec import Spec
 from mmkeras.training import train
-from tests.serving_helpers import instances, start_server, stop_server
+from tests.serving_helpers import export_and_serve_raw, instances, start_server, stop_server
 
 COLUMNS = [
     {"name": "age", "type": "numeric"},
@@ -222,10 +221,8 @@ def test_image_and_record_train_predict_export_and_serve_alike(ham_spec, tmp_pat
 
     # The SavedModel takes the image bytes and the record values as text.
     root = tmp_path / "saved_models"
-    exported = export_run(run.run_dir, str(root / "ham"))
-    serving = tf.saved_model.load(exported.path).signatures["serving_default"]
-    assert set(serving.structured_input_signature[1]) == {"image", "age", "sex", "localization"}
-    served = serving(**{name: tf.constant(values) for name, values in raw.items()})["probabilities"]
+    assert task.documented_inputs()["serving_default"] == ["image", "age", "sex", "localization"]
+    served = export_and_serve_raw(run.run_dir, root, "ham", raw)["probabilities"]
     np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
 
     # Over REST: the same answers; text in the age column is a 400 naming
