@@ -235,13 +235,17 @@ def test_image_and_record_train_predict_export_and_serve_alike(ham_spec, tmp_pat
             )
             bad = instances(raw, range(1))
             bad[0]["age"] = "forty"
-            bad_status, bad_answer = server.post("/v1/models/ham:predict", json.dumps({"instances": bad}))
-            again, _ = server.post("/v1/models/ham:predict", json.dumps({"instances": instances(raw, [3])}))
+            url = "/v1/models/ham:predict"
+            bad_status, bad_answer = server.post(url, json.dumps({"instances": bad}))
+            bad[0]["age"] = 63  # TF Serving's JSON: a string input takes a JSON string
+            number_status, number_answer = server.post(url, json.dumps({"instances": bad}))
+            again, _ = server.post(url, json.dumps({"instances": instances(raw, [3])}))
         finally:
             stop_server(server)
     assert status == 200, answer
     np.testing.assert_allclose([p["probabilities"] for p in answer["predictions"]], expected, atol=1e-5)
     assert bad_status == 400 and "record column `age` takes numbers" in bad_answer["error"], bad_answer
     assert "forty" in bad_answer["error"] and again == 200
+    assert number_status == 400 and 'number too: "63"' in number_answer["error"], number_answer
     batch, _ = next(iter(make_dataset(ham_spec, "test", preprocessor=task.preprocessor, batch_size=4)))
     assert batch["record"].shape == (4, task.preprocessor.features["record"].output_size)

@@ -33,8 +33,8 @@ def _leaf(value, name, is_string):
                     f'input `{name}`: invalid base64 in a {{"b64": ...}} value ({error}).'
                 ) from None
         raise ServingError(
-            f'input `{name}` takes strings: text as a JSON string, bytes as {{"b64": "..."}}; '
-            f"got {json.dumps(value)[:80]}."
+            f'input `{name}` takes strings: text as a JSON string (a record\'s number too: "63"), '
+            f'bytes as {{"b64": "..."}}; got {json.dumps(value)[:80]}.'
         )
     if isinstance(value, (bool, int, float)):
         return value
