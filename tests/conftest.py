@@ -95,3 +95,19 @@ def write_spec(folder, data, model=None):
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump({"data": data, **({"model": model} if model else {})}, f)
     return Spec.from_yaml(path)
+
+
+@pytest.fixture(scope="module")
+def ham_spec(tmp_path_factory, data_root):
+    """6% of HAM10000's lesions (pictures and the patient's record), a tiny model."""
+    from mmkeras.datasets import build_ham10000
+
+    folder = tmp_path_factory.mktemp("ham")
+    build_ham10000(str(folder), data_root_dir=data_root, image_size=32, fraction=0.06)
+    mapping = yaml.safe_load(open(folder / "spec.yaml"))
+    mapping["model"] = {
+        "encoders": {"image": {"type": "cnn", "filters": [8, 16]}, "record": {"hidden_dims": [16]}},
+        "fusion": {"type": "concat", "projection_dim": 16},
+    }
+    mapping["train"] = {"epochs": 1, "tensorboard_examples": 0}
+    return Spec.from_dict(mapping, base_dir=str(folder))

@@ -141,20 +141,20 @@ def test_mirrored_strategy_distributes_the_dataset(quickstart_spec):
     assert all(t.shape[0] == 8 // strategy.num_replicas_in_sync for t in per_replica)
 
 
-def test_tfrecords_hold_the_same_rows_as_the_manifest(tmp_path, quickstart_spec):
-    preprocessor = build_preprocessor(quickstart_spec, progress=False)
-    source = open_split(quickstart_spec, "validation")
-    pattern = write_tfrecords(source, quickstart_spec, str(tmp_path / "validation"), num_shards=3)
+@pytest.mark.parametrize("spec_fixture", ["quickstart_spec", "ham_spec"])
+def test_tfrecords_hold_the_same_rows_as_the_manifest(tmp_path, request, spec_fixture):
+    manifest_spec = request.getfixturevalue(spec_fixture)  # HAM10000's has a record
+    preprocessor = build_preprocessor(manifest_spec, progress=False)
+    source = open_split(manifest_spec, "validation")
+    pattern = write_tfrecords(source, manifest_spec, str(tmp_path / "validation"), num_shards=3)
     assert len(tf.io.gfile.glob(pattern)) == 3
-    data = quickstart_spec.to_dict()["data"]
+    data = manifest_spec.to_dict()["data"]
     data.update(
-        train=quickstart_spec.resolve("train.csv"), validation=pattern, validation_split=None, test=None
+        train=manifest_spec.resolve("train.csv"), validation=pattern, validation_split=None, test=None
     )
     spec = write_spec(tmp_path, data)
     from_records = _rows(make_dataset(spec, "validation", preprocessor=preprocessor, batch_size=5))
-    from_manifest = _rows(
-        make_dataset(quickstart_spec, "validation", preprocessor=preprocessor, batch_size=5)
-    )
+    from_manifest = _rows(make_dataset(manifest_spec, "validation", preprocessor=preprocessor, batch_size=5))
 
     def key(row):
         return row["image"].tobytes()

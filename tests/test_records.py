@@ -8,12 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from mmkeras.data import make_dataset
 from mmkeras.data.check import check_spec
 from mmkeras.data.splits import open_split
-from mmkeras.datasets import build_ham10000
 from mmkeras.errors import SpecError
 from mmkeras.evaluation.predict import predict_run
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
@@ -158,19 +156,6 @@ def test_record_columns_are_checked_when_the_spec_loads(column, message):
     ]
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         Spec.from_dict({"data": {"train": "t.csv", "features": features, "target": {"column": "y"}}})
-
-
-@pytest.fixture(scope="module")
-def ham_spec(tmp_path_factory, data_root):
-    folder = tmp_path_factory.mktemp("ham")
-    build_ham10000(str(folder), data_root_dir=data_root, image_size=32, fraction=0.06)
-    mapping = yaml.safe_load(open(folder / "spec.yaml"))
-    mapping["model"] = {
-        "encoders": {"image": {"type": "cnn", "filters": [8, 16]}, "record": {"hidden_dims": [16]}},
-        "fusion": {"type": "concat", "projection_dim": 16},
-    }
-    mapping["train"] = {"epochs": 1, "tensorboard_examples": 0}
-    return Spec.from_dict(mapping, base_dir=str(folder))
 
 
 def test_ham10000_writes_the_record_columns_and_leaves_out_how_the_diagnosis_was_made(ham_spec):
