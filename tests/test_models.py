@@ -79,6 +79,29 @@ def test_every_fusion_trains_under_mirrored_strategy(
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_a_batch_that_splits_unevenly_over_two_replicas_trains_and_evaluates(
+    quickstart_spec, quickstart_preprocessor, tmp_path
+):
+    # Seven rows make four and three on two replicas, as a split smaller than
+    # one batch does; the first batch Keras builds from is such a batch here.
+    spec = _spec_with_model(quickstart_spec, tmp_path, {"encoders": SMALL_ENCODERS}, batch_size=7)
+    seven_rows = make_dataset(spec, "validation", preprocessor=quickstart_preprocessor).take(1)
+    assert next(iter(seven_rows))[1].shape[0] == 7
+    with two_cpu_strategy().scope():
+        mirrored = compiled_task(spec, quickstart_preprocessor)
+    mirrored.evaluate(seven_rows, verbose=0)
+    train = make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor)
+    history = mirrored.fit(train.take(2), validation_data=seven_rows, epochs=1, verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
+
+    single = compiled_task(spec, quickstart_preprocessor)
+    single.set_weights(mirrored.get_weights())
+    expected = single.evaluate(seven_rows, return_dict=True, verbose=0)
+    measured = mirrored.evaluate(seven_rows, return_dict=True, verbose=0)
+    assert measured["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+    assert measured["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+
+
 @pytest.mark.parametrize("fusion", ["gated", "cross_attention"])
 def test_keras_file_round_trip_gives_identical_predictions(
     quickstart_spec, quickstart_preprocessor, tmp_path, fusion

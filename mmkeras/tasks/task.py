@@ -156,6 +156,23 @@ class Task(keras.Model):
             **kwargs,
         )
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 reads the shapes of a distributed first batch by averaging
+        # it over the replicas, which fails when the batch splits unevenly (a
+        # split of 23 rows on two replicas: "AddN ... [12,...] != [11,...]").
+        # The first replica's share has the same structure and dtypes.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(self._first_replica_share, next(batches))
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _first_replica_share(self, value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return self.distribute_strategy.experimental_local_results(value)[0]
+        return value
+
     def compile_from_config(self, config):
         # Keras skips restoring the compile state of a model whose compile()
         # is overridden; this one only resolves "auto", so restore it as usual.
