@@ -155,6 +155,11 @@ class Task(keras.Model):
             metrics=self.default_metrics() if metrics == "auto" else metrics,
             **kwargs,
         )
+        # The optimizer's slots, created now: left to the first training step,
+        # they are created while it is traced, and TensorFlow then traces the
+        # step a second time (one trace costs seconds to a minute).
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 reads the shapes of a distributed first batch by averaging
@@ -177,8 +182,6 @@ class Task(keras.Model):
         # Keras skips restoring the compile state of a model whose compile()
         # is overridden; this one only resolves "auto", so restore it as usual.
         self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     @property
     def loss_to_monitor(self) -> str:
