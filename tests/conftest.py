@@ -80,11 +80,13 @@ def gated_run(tmp_path_factory):
     """A small finished run (gated fusion, modality dropout) to export and serve."""
     from mmkeras.datasets import build_quickstart
     from mmkeras.training import train
+    from tests.training_helpers import SMALL_MODEL
 
     folder = str(tmp_path_factory.mktemp("gated_data"))
     spec = build_quickstart(folder, num_rows=200)
     spec.train.epochs = 3
     spec.train.tensorboard_examples = 0
+    spec.model.encoders = SMALL_MODEL["encoders"]
     spec.model.fusion = {"type": "gated", "hidden_dim": 16, "modality_dropout": 0.2}
     return train(spec, str(tmp_path_factory.mktemp("run") / "gated"), verbose=0).run_dir
 
