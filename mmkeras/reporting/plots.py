@@ -9,14 +9,16 @@ from PIL import Image
 
 def _subplots(*args, figsize, **kwargs):
     # Figures made without pyplot leave the user's backend alone (a notebook's
-    # inline plots keep working) and are freed with the object.
-    figure = Figure(figsize=figsize)
+    # inline plots keep working) and are freed with the object. The tight
+    # layout fits the labels in one drawing, where `bbox_inches="tight"`
+    # draws each figure twice (a second a figure, every epoch).
+    figure = Figure(figsize=figsize, layout="tight")
     return figure, figure.subplots(*args, **kwargs)
 
 
 def to_png(figure):
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 
