@@ -304,6 +304,16 @@ def test_exploding_tensor_fusion_is_refused_with_the_numbers_and_the_fix(
     assert task.backbone.output[FUSED_EMBEDDING].shape[-1] == 9**3
 
 
+def test_compile_creates_the_optimizer_state_before_the_first_step(quickstart_spec, quickstart_preprocessor):
+    # State created inside the first traced step makes TensorFlow trace it again.
+    model = compiled_task(quickstart_spec, quickstart_preprocessor)
+    created = len(model.optimizer.variables)
+    assert model.optimizer.built and created > len(model.trainable_variables)
+    data = make_dataset(quickstart_spec, "train", training=True, preprocessor=quickstart_preprocessor)
+    model.fit(data.take(1), epochs=1, verbose=0)
+    assert len(model.optimizer.variables) == created
+
+
 def test_task_saves_its_preprocessor_inside_the_keras_file(
     quickstart_spec, quickstart_preprocessor, tmp_path
 ):
