@@ -2,9 +2,15 @@
 
 import io
 
+import matplotlib
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+# The example grid: each picture's side and the height of a line of text, in pixels.
+EXAMPLE_SIZE = 200
+EXAMPLE_LINE = 18
 
 
 def _subplots(*args, figsize, **kwargs):
@@ -18,7 +24,8 @@ def _subplots(*args, figsize, **kwargs):
 
 def to_png(figure):
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    # The fastest zlib level: a figure a few percent larger, drawn every epoch.
+    figure.savefig(buffer, format="png", dpi=100, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
@@ -41,28 +48,34 @@ def confusion_matrix_figure(matrix, labels, title="Confusion matrix"):
 
 
 def examples_figure(pictures, titles, captions=None, columns=4):
-    """A grid of images or spectrograms, each titled (true vs predicted)."""
+    """A grid of images or spectrograms, each titled (true vs predicted, green
+    when right) and captioned. Drawn with PIL, not matplotlib: TensorBoard
+    gets one every epoch, and matplotlib took about two seconds a grid."""
     count = len(pictures)
     rows = int(np.ceil(count / columns))
-    figure, axes = _subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index >= count:
-            continue
-        picture = np.asarray(pictures[index])
+    title_font, caption_font = _font(13), _font(11)
+    cell_width, cell_height = EXAMPLE_SIZE + 100, EXAMPLE_SIZE + 2 * EXAMPLE_LINE + 12
+    sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index in range(count):
+        picture = np.asarray(pictures[index], dtype=np.float32)
         if picture.ndim == 3 and picture.shape[-1] == 1:
             picture = picture[..., 0]
         if picture.ndim == 2 and picture.shape[0] > picture.shape[1]:
             picture = picture.T  # spectrogram: time along x
-        low, high = float(picture.min()), float(picture.max())
-        shown = (picture - low) / (high - low) if high > low else picture * 0
-        axis.imshow(shown, cmap="magma" if picture.ndim == 2 else None, aspect="auto")
-        axis.set_title(titles[index], fontsize=9, color="green" if "✓" in titles[index] else "red")
+        thumbnail = Image.fromarray(_to_rgb(picture, colormap="magma")).resize(
+            (EXAMPLE_SIZE, EXAMPLE_SIZE), Image.Resampling.NEAREST
+        )
+        row, column = divmod(index, columns)
+        left, top = column * cell_width, row * cell_height
+        centre = left + cell_width // 2
+        colour = "green" if "✓" in titles[index] else "red"
+        draw.text((centre, top + 4), titles[index], fill=colour, font=title_font, anchor="mt")
+        sheet.paste(thumbnail, (centre - EXAMPLE_SIZE // 2, top + EXAMPLE_LINE + 4))
         if captions:
-            axis.text(
-                0.5, -0.08, captions[index][:40], transform=axis.transAxes, ha="center", va="top", fontsize=8
-            )
-    return to_png(figure)
+            below = top + EXAMPLE_LINE + EXAMPLE_SIZE + 8
+            draw.text((centre, below), captions[index][:40], fill="black", font=caption_font, anchor="mt")
+    return _png(sheet)
 
 
 def curve_figure(x, y, xlabel, ylabel, title, diagonal=False):
@@ -150,16 +163,33 @@ def sprite_image(pictures, size=32):
     sheet = np.ones((side * size, side * size, 3), dtype=np.uint8) * 255
     for index, picture in enumerate(pictures):
         picture = np.asarray(picture, dtype=np.float32)
-        if picture.ndim == 2:
-            picture = picture[..., None]
-        low, high = picture.min(), picture.max()
-        picture = (picture - low) / (high - low) if high > low else picture * 0
-        picture = np.repeat(picture, 3, axis=-1) if picture.shape[-1] == 1 else picture[..., :3]
-        rows = np.linspace(0, picture.shape[0] - 1, size).astype(int)
-        columns = np.linspace(0, picture.shape[1] - 1, size).astype(int)
-        thumbnail = (picture[rows][:, columns] * 255).astype(np.uint8)
+        rgb = _to_rgb(picture[..., 0] if picture.ndim == 3 and picture.shape[-1] == 1 else picture)
+        rows = np.linspace(0, rgb.shape[0] - 1, size).astype(int)
+        columns = np.linspace(0, rgb.shape[1] - 1, size).astype(int)
         r, c = divmod(index, side)
-        sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = thumbnail
+        sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = rgb[rows][:, columns]
+    return _png(Image.fromarray(sheet))
+
+
+def _to_rgb(picture, colormap=None):
+    """A picture (`[h, w]` or `[h, w, channels]`) stretched to 0-255 RGB; a
+    one-channel one is grey, or in `colormap`'s colours."""
+    low, high = float(picture.min()), float(picture.max())
+    shown = (picture - low) / (high - low) if high > low else picture * 0
+    if shown.ndim == 2:
+        if colormap is None:
+            shown = np.repeat(shown[..., None], 3, axis=-1)
+        else:
+            shown = matplotlib.colormaps[colormap](shown)[..., :3]
+    return (shown[..., :3] * 255).astype(np.uint8)
+
+
+def _font(size):
+    # matplotlib's own DejaVu Sans: always installed with it, and it has ✓ and ✗.
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def _png(image):
     buffer = io.BytesIO()
-    Image.fromarray(sheet).save(buffer, "PNG")
+    image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
