@@ -12,11 +12,12 @@ from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_emoji
 from mmkeras.errors import ExportError
 from mmkeras.evaluation import evaluate_run
-from mmkeras.export import check_ops, export_run, versions
+from mmkeras.export import check_in_fresh_process, check_ops, export_run, versions
 from mmkeras.export.checks import check_listing, saved_model_cli_listing
 from mmkeras.export.server_config import read_batching_parameters, read_models_config
 from mmkeras.export.warmup import read_warmup_requests
 from mmkeras.run_folder import load_run
+from mmkeras.tasks.task import ParityCase
 from mmkeras.training import train
 
 
@@ -186,6 +187,22 @@ def test_op_check_names_python_ops_and_where_they_are(tmp_path):
         [sys.executable, "-m", "mmkeras.cli", "export", "--check", path], capture_output=True, text=True
     )
     assert result.returncode == 1 and "EagerPyFunc" in result.stdout
+
+
+def test_parity_check_refuses_an_output_that_differs_and_names_it(tmp_path):
+    class Length(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            return {"length": tf.cast(tf.strings.length(text), tf.float32)}
+
+    path = str(tmp_path / "length")
+    module = Length()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    case = ParityCase("serving_default", {"text": ["ab", "abcd"]}, "length", np.array([2.0, 4.0]))
+    assert check_in_fresh_process(path, [case]) == ([], 0.0)
+    case.expected = np.array([2.0, 4.5])
+    with pytest.raises(ExportError, match="`serving_default` output `length` differs .* by up to 5.00e-01"):
+        check_in_fresh_process(path, [case])
 
 
 def test_export_command(run_dir, tmp_path):

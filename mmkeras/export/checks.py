@@ -1,7 +1,7 @@
 """Checks an export must pass: only servable ops, the same predictions, and
 the documented signatures.
 
-Each runs in a fresh Python process that imports TensorFlow (and TensorFlow
+They run in fresh Python processes that import TensorFlow (and TensorFlow
 Text) but not mmkeras, as TF Serving would see the SavedModel.
 """
 
@@ -22,18 +22,31 @@ from mmkeras.errors import ExportError
 # cannot run them.
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
-_REGISTRY_SCRIPT = """
-import json, sys
+# Looks each op up in the registry, with TensorFlow Text's ops and without,
+# prints that at once (it explains a model that then fails to load), and
+# serves the cases from the SavedModel if there are any.
+_FRESH_PROCESS_SCRIPT = """
+import base64, json, sys
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import op_def_registry
-names = json.load(sys.stdin)
-core = {n for n in names if op_def_registry.get(n) is not None}
+job_file, out_file = sys.argv[1:3]
+job = json.load(open(job_file))
+core = {n for n in job["ops"] if op_def_registry.get(n) is not None}
 try:
     import tensorflow_text  # noqa: F401  (TF Serving links TensorFlow Text ops)
 except ImportError:
     pass
-text = {n for n in names if op_def_registry.get(n) is not None} - core
-print(json.dumps({"core": sorted(core), "text": sorted(text)}))
+text = {n for n in job["ops"] if op_def_registry.get(n) is not None} - core
+print(json.dumps({"core": sorted(core), "text": sorted(text)}), flush=True)
+served = {}
+if job["cases"]:
+    signatures = tf.saved_model.load(job["path"]).signatures
+    for i, case in enumerate(job["cases"]):
+        raw = {n: tf.constant([base64.b64decode(v) for v in values]) for n, values in case["raw"].items()}
+        served[str(i)] = signatures[case["signature"]](**raw)[case["output"]].numpy()
+np.savez(out_file, **served)
+print("mmkeras" in sys.modules)
 """
 
 
@@ -54,15 +67,51 @@ def ops_by_function(saved_model_dir):
 
 def check_ops(saved_model_dir):
     """Returns the offenders: `op (used in ...)` for each op TF Serving lacks."""
+    return check_in_fresh_process(saved_model_dir)[0]
+
+
+def check_in_fresh_process(saved_model_dir, cases=(), tolerance=1e-5):
+    """The op check and, given `cases`, the parity check, in one fresh process
+    (one import of TensorFlow, not two).
+
+    Parity: each case's rows are served from the SavedModel and compared with
+    what the trained model gave.
+
+    Returns:
+        (offenders, largest difference): the ops TF Serving lacks, as
+        `check_ops` names them, and the largest absolute difference over the
+        cases (None when there are offenders or no cases).
+
+    Raises:
+        ExportError: the model failed to serve (and no op explains it), the
+            process imported mmkeras, or a difference is above `tolerance`
+            (naming the signature and output).
+    """
     uses = ops_by_function(saved_model_dir)
-    result = subprocess.run(
-        [sys.executable, "-c", _REGISTRY_SCRIPT],
-        input=json.dumps(sorted(uses)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    known = json.loads(result.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        job_file, out_file = os.path.join(folder, "job.json"), os.path.join(folder, "outputs.npz")
+        with open(job_file, "w") as f:
+            json.dump({"ops": sorted(uses), "path": saved_model_dir, "cases": _cases_json(cases)}, f)
+        result = subprocess.run(
+            [sys.executable, "-c", _FRESH_PROCESS_SCRIPT, job_file, out_file], capture_output=True, text=True
+        )
+        lines = result.stdout.strip().splitlines()
+        registry = next((line for line in lines if line.startswith("{")), None)
+        if registry is None:
+            raise ExportError(f"the op check's fresh process failed:\n{result.stderr[-2000:]}")
+        offenders = _offenders(uses, json.loads(registry))
+        if offenders or not cases:
+            return offenders, None
+        if result.returncode != 0:
+            raise ExportError(
+                f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}"
+            )
+        if lines[-1] != "False":
+            raise ExportError("the parity check's fresh process imported mmkeras")
+        return offenders, _largest_difference(cases, np.load(out_file), tolerance)
+
+
+def _offenders(uses, known):
     servable = set(known["core"]) | set(known["text"])
     offenders = []
     for op, places in sorted(uses.items()):
@@ -77,73 +126,33 @@ def check_ops(saved_model_dir):
     return offenders
 
 
-_PARITY_SCRIPT = """
-import base64, json, sys
-import numpy as np
-import tensorflow as tf
-try:
-    import tensorflow_text  # noqa: F401
-except ImportError:
-    pass
-path, cases_file, out_file = sys.argv[1:4]
-signatures = tf.saved_model.load(path).signatures
-served = {}
-for i, case in enumerate(json.load(open(cases_file))):
-    raw = {name: tf.constant([base64.b64decode(v) for v in values]) for name, values in case["raw"].items()}
-    served[str(i)] = signatures[case["signature"]](**raw)[case["output"]].numpy()
-np.savez(out_file, **served)
-print("mmkeras" in sys.modules)
-"""
-
-
 def _b64(value):
     return base64.b64encode(value.encode("utf-8") if isinstance(value, str) else value).decode()
 
 
-def check_parity(saved_model_dir, cases, tolerance=1e-5):
-    """Serves each case's rows from the SavedModel in a fresh process; compares.
+def _cases_json(cases):
+    return [
+        {
+            "signature": case.signature,
+            "output": case.output,
+            "raw": {name: [_b64(v) for v in values] for name, values in case.raw.items()},
+        }
+        for case in cases
+    ]
 
-    Returns the largest absolute difference; raises ExportError above
-    `tolerance`, naming the signature and output that differ.
-    """
-    with tempfile.TemporaryDirectory() as folder:
-        cases_file = os.path.join(folder, "cases.json")
-        with open(cases_file, "w") as f:
-            json.dump(
-                [
-                    {
-                        "signature": case.signature,
-                        "output": case.output,
-                        "raw": {name: [_b64(v) for v in values] for name, values in case.raw.items()},
-                    }
-                    for case in cases
-                ],
-                f,
-            )
-        out_file = os.path.join(folder, "outputs.npz")
-        result = subprocess.run(
-            [sys.executable, "-c", _PARITY_SCRIPT, saved_model_dir, cases_file, out_file],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
+
+def _largest_difference(cases, served, tolerance):
+    largest = 0.0
+    for i, case in enumerate(cases):
+        values = served[str(i)]
+        difference = float(np.max(np.abs(values - np.asarray(case.expected).reshape(values.shape))))
+        if difference > tolerance:
             raise ExportError(
-                f"the exported model failed to serve in a fresh process:\n{result.stderr[-2000:]}"
+                f"the exported model's `{case.signature}` output `{case.output}` differs from the "
+                f"trained model's by up to {difference:.2e} (allowed {tolerance:.0e}); "
+                "the export was not published."
             )
-        if result.stdout.strip().splitlines()[-1] != "False":
-            raise ExportError("the parity check's fresh process imported mmkeras")
-        served = np.load(out_file)
-        largest = 0.0
-        for i, case in enumerate(cases):
-            values = served[str(i)]
-            difference = float(np.max(np.abs(values - np.asarray(case.expected).reshape(values.shape))))
-            if difference > tolerance:
-                raise ExportError(
-                    f"the exported model's `{case.signature}` output `{case.output}` differs from the "
-                    f"trained model's by up to {difference:.2e} (allowed {tolerance:.0e}); "
-                    "the export was not published."
-                )
-            largest = max(largest, difference)
+        largest = max(largest, difference)
     return largest
 
 
