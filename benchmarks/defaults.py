@@ -4,8 +4,9 @@ settings they replaced and against the baselines, over several seeds.
 For each data set the builder's spec is trained N times (seeds 0..N-1) as it
 is, with the defaults (AdamW with weight decay, a warm-up, early stopping
 with the best epoch's weights, modality dropout, class weights where the
-classes are imbalanced), and N times with the settings before them (Adam,
-ending on the last epoch's weights, none of the rest). `--augment` adds
+classes are imbalanced, each encoder trained through its own head and a
+shortcut modality switched off), and N times with the settings before them
+(Adam, ending on the last epoch's weights, none of the rest). `--augment` adds
 image augmentation to the defaults, to measure it (it is not a default: see
 the README).
 Each run is scored on the test split with the task's headline metric; the
@@ -71,7 +72,11 @@ def previous_settings(spec):
     """The spec with every default this benchmark measures turned off."""
     return dataclasses.replace(
         spec,
-        model=dataclasses.replace(spec.model, fusion={**spec.model.fusion, "modality_dropout": 0.0}),
+        model=dataclasses.replace(
+            spec.model,
+            fusion={**spec.model.fusion, "modality_dropout": 0.0},
+            balance=dataclasses.replace(spec.model.balance, head_weight=0.0, switch_off=False),
+        ),
         train=dataclasses.replace(
             spec.train,
             optimizer="adam",

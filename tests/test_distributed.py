@@ -117,7 +117,8 @@ def test_killed_workers_resume_from_the_last_finished_epoch(quickstart_dir, tmp_
     # Gradient-Blending re-estimates the heads' factors every epoch, and early
     # freezing decides which encoders still learn, on every worker from the
     # same reduced losses; both pick up where they were on resume.
-    blending = {"method": "gradient_blending", "blend_every": 1, "freeze_after": 1}
+    # Starting from factor 0, so the first estimate is what gives a head weight.
+    blending = {"method": "gradient_blending", "blend_every": 1, "freeze_after": 1, "head_weight": 0.0}
     spec_path = write_train_spec(
         os.path.join(quickstart_dir, "spec.yaml"),
         model={**SMALL_MODEL, "balance": blending},

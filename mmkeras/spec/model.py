@@ -27,9 +27,10 @@ class BalanceSpec:
             fused head: history and TensorBoard show each modality's loss,
             `evaluate` each modality's score. Ignored with one feature.
         head_weight: float. The factor on the gradient each unimodal head
-            sends into its encoder: 0 (the default) leaves the encoders to
-            the fused loss and the heads only watch; 1 also trains each
-            encoder to predict on its own.
+            sends into its encoder: 1 (the default) also trains each encoder
+            to predict on its own, so none is left undertrained while another
+            carries the fused loss; 0 leaves the encoders to the fused loss
+            and the heads only watch.
         method: str. "none"; "gradient_blending": every `blend_every`
             epochs, each head's factor is re-estimated from the heads'
             training and validation losses (Wang, Tran and Feiszli, 2020),
@@ -58,7 +59,7 @@ class BalanceSpec:
     """
 
     unimodal_heads: bool = True
-    head_weight: float = 0.0
+    head_weight: float = 1.0
     method: str = "none"
     blend_every: int = 2
     ogm_alpha: float = 0.5

@@ -105,7 +105,7 @@ class FusionTask(Task):
         hidden_dims=(256,),
         dropout_rate=0.3,
         unimodal_heads=False,
-        head_weight=0.0,
+        head_weight=1.0,
         ogm_alpha=None,
         ogm_noise=True,
         **kwargs,
