@@ -22,7 +22,7 @@ from mmkeras.run_folder import RunFolder
 from mmkeras.spec import Spec
 from mmkeras.training import train
 from mmkeras.training.callbacks import FiniteModelCheckpoint, NaNGuard
-from tests.training_helpers import run_cli, write_train_spec
+from tests.training_helpers import SMALL_MODEL, run_cli, write_train_spec
 
 
 @pytest.fixture(scope="module")
@@ -587,6 +587,8 @@ def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_
     # Validation rows with every label swapped for another: the better the
     # model learns the training rows, the worse its validation loss, so the
     # best validation epoch is an early one and the last epoch is not it.
+    # Every modality then looks like a shortcut; switching one off would
+    # start the search for the best epoch over, so the switch stays off.
     swap = {"circle_high": "square_low", "square_low": "circle_high", "circle_low": "square_high"}
     swap["square_high"] = "circle_low"
     lines = open(os.path.join(quickstart_dir, "test.csv")).read().splitlines()
@@ -594,6 +596,7 @@ def test_run_ends_on_its_best_validation_epoch_not_its_last(quickstart_dir, tmp_
     (open(os.path.join(quickstart_dir, "validation_swapped.csv"), "w")).write("\n".join(wrong) + "\n")
     spec_path = write_train_spec(
         os.path.join(quickstart_dir, "spec.yaml"),
+        model={**SMALL_MODEL, "balance": {"switch_off": False}},
         data={"validation": "validation_swapped.csv", "validation_split": None},
         epochs=4,
         early_stopping_patience=None,
