@@ -1,3 +1,4 @@
+import argparse
 import collections
 import csv
 import os
@@ -11,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from mmkeras.cli import build_parser
 from mmkeras.data import build_preprocessor, check_spec, make_dataset, open_split, write_tfrecords
 from mmkeras.datasets import build_avmnist, build_emoji, build_flickr8k, build_ham10000
 from mmkeras.datasets.files import write_wav
@@ -396,23 +398,28 @@ def test_cli_quickstart_and_to_tfrecord(tmp_path):
     assert re.search(r"test\s+\d+ rows, 0 bad", check.stdout), check.stdout
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["quickstart"],
-        ["train"],
-        ["evaluate"],
-        ["predict"],
-        ["export"],
-        ["data"],
-        ["data", "check"],
-        ["data", "to-tfrecord"],
-    ],
-)
-def test_every_command_has_help(command):
-    result = _mmkeras(*command, "--help")
+def _commands(parser, path=()):
+    """(command words, parser) for the parser and every subcommand below it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from _commands(subparser, (*path, name))
+
+
+def test_every_command_has_help_that_explains_each_option():
+    result = _mmkeras("--help")  # the installed command, in a process of its own
     assert result.returncode == 0 and "usage: mmkeras" in result.stdout
+    commands = dict(_commands(build_parser()))
+    assert {("train",), ("serve",), ("data", "check"), ("data", "to-tfrecord")} <= set(commands)
+    for words, parser in commands.items():
+        assert parser.format_help().startswith(f"usage: {' '.join(('mmkeras', *words))}"), words
+        assert parser.description, f"`mmkeras {' '.join(words)}` has no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):  # each command's line in the list
+                assert all(choice.help for choice in action._choices_actions), words
+            else:
+                assert action.help, f"`mmkeras {' '.join(words)}`: `{action.dest}` is not explained"
 
 
 def test_spec_error_is_reported_without_a_traceback(tmp_path):
