@@ -16,8 +16,8 @@ EXAMPLE_LINE = 18
 def _subplots(*args, figsize, **kwargs):
     # Figures made without pyplot leave the user's backend alone (a notebook's
     # inline plots keep working) and are freed with the object. The tight
-    # layout fits the labels in one drawing, where `bbox_inches="tight"`
-    # draws each figure twice (a second a figure, every epoch).
+    # layout fits the labels in a pass that renders nothing, where
+    # `bbox_inches="tight"` renders each figure twice (a second a figure).
     figure = Figure(figsize=figsize, layout="tight")
     return figure, figure.subplots(*args, **kwargs)
 
