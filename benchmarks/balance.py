@@ -55,6 +55,10 @@ VARIANTS = {
     "ogm": {"head_weight": 0.0, "method": "ogm", "switch_off": False},
     "ogm_ge": {"head_weight": 0.0, "method": "ogm_ge", "switch_off": False},
     "ogm_ge_alpha_0.1": {"head_weight": 0.0, "method": "ogm_ge", "ogm_alpha": 0.1, "switch_off": False},
+    # Each mitigation on top of the defaults, for the README's table.
+    "default + gradient_blending": {"method": "gradient_blending"},
+    "default + ogm_ge": {"method": "ogm_ge"},
+    "default + freeze_after_2": {"freeze_after": 2},
 }
 
 

@@ -33,13 +33,35 @@ def pytest_configure(config):
     )
 
 
+# Fixtures that train a model for many tests: every test using one runs in
+# the same worker (`--dist loadgroup`), which trains it once, not once per worker.
+SHARED_RUNS = ("gated_run", "trained_run")
+# What an unmarked test adds to its group's expected time.
+UNMARKED_SECONDS = 20
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
-    # Longest first: under `-n 2` the two workers start the long tests at
-    # once and the short ones fill in around them, instead of one worker
-    # ending alone on a long test collected last.
-    def expected_seconds(item):
+    # Longest first: under `-n 2` the two workers start the long tests and
+    # the groups at once and the short tests fill in around them, instead of
+    # one worker ending alone on a long test collected last.
+    def own_seconds(item):
         marker = item.get_closest_marker("long")
         return marker.args[0] if marker else 0
+
+    def shared_run(item):
+        return next((name for name in SHARED_RUNS if name in item.fixturenames), None)
+
+    group_seconds = {}
+    for item in items:
+        group = shared_run(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+            group_seconds[group] = group_seconds.get(group, 0) + (own_seconds(item) or UNMARKED_SECONDS)
+
+    def expected_seconds(item):
+        group = shared_run(item)
+        return group_seconds[group] if group else own_seconds(item)
 
     items.sort(key=expected_seconds, reverse=True)
 
