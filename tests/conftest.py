@@ -113,6 +113,16 @@ def gated_run(tmp_path_factory):
     return train(spec, str(tmp_path_factory.mktemp("run") / "gated"), verbose=0).run_dir
 
 
+@pytest.fixture(scope="session")
+def gated_export(gated_run, tmp_path_factory):
+    """`gated_run` exported as version 1 of `quick` in a saved-models root
+    (models.config beside it); the serving tests publish more versions there."""
+    from mmkeras.export import export_run
+
+    root = tmp_path_factory.mktemp("saved_models")
+    return export_run(gated_run, str(root / "quick")), root
+
+
 def write_spec(folder, data, model=None):
     """Writes `{data: ..., model: ...}` as spec.yaml in `folder` and loads it."""
     path = os.path.join(folder, "spec.yaml")

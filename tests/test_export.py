@@ -1,4 +1,6 @@
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,9 +14,15 @@ from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_emoji
 from mmkeras.errors import ExportError
 from mmkeras.evaluation import evaluate_run
-from mmkeras.export import check_in_fresh_process, check_ops, export_run, versions
-from mmkeras.export.checks import check_listing, saved_model_cli_listing
-from mmkeras.export.server_config import read_batching_parameters, read_models_config
+from mmkeras.export import check_in_fresh_process, export_run, versions
+from mmkeras.export.checks import check_listing, signature_listing
+from mmkeras.export.publish import next_version, publish, staging_dir
+from mmkeras.export.server_config import (
+    default_label,
+    read_batching_parameters,
+    read_models_config,
+    record_version,
+)
 from mmkeras.export.warmup import read_warmup_requests
 from mmkeras.run_folder import load_run
 from mmkeras.tasks.task import ParityCase
@@ -31,10 +39,43 @@ def _raw(spec, count=6):
     return {f.name: tf.constant([source.fetch(i, f) for i in range(count)]) for f in spec.data.features}
 
 
+def _saved_model_cli_listing(saved_model_dir):
+    """{signature: {input: (dtype, shape)}} parsed from `saved_model_cli show --all`."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tensorflow.python.tools.saved_model_cli",
+            "show",
+            "--dir",
+            saved_model_dir,
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    listing, signature, name, in_inputs = {}, None, None, False
+    for line in (line.strip() for line in result.stdout.splitlines()):
+        if match := re.match(r"signature_def\['(.+)'\]:", line):
+            signature, in_inputs = match.group(1), False
+            listing[signature] = {}
+        elif "following input(s)" in line or "following output(s)" in line:
+            in_inputs = "input" in line
+        elif in_inputs and (match := re.match(r"inputs\['(.+)'\] tensor_info:", line)):
+            name = match.group(1)
+        elif in_inputs and (match := re.match(r"(dtype|shape): (.+)", line)):
+            dtype, shape = listing[signature].get(name, (None, None))
+            listing[signature][name] = (
+                (match.group(2), shape) if match.group(1) == "dtype" else (dtype, match.group(2))
+            )
+    return listing
+
+
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory):
-    base = tmp_path_factory.mktemp("exported") / "quick"
-    return export_run(run_dir, str(base)), base
+def exported(gated_export):
+    result, root = gated_export
+    return result, root / "quick"
 
 
 def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
@@ -62,12 +103,13 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
     np.testing.assert_allclose(preprocessed["probabilities"].numpy(), expected, atol=1e-5)
     assert loaded.signatures["embed"](**raw)["embedding"].shape == (6, 16)
     raw_input = ("DT_STRING", "(-1)")
-    listing = saved_model_cli_listing(result.path)
+    listing = signature_listing(result.path)
     assert (
         listing["serving_default"]
         == listing["embed"]
         == dict.fromkeys(["audio", "caption", "image"], raw_input)
     )
+    assert listing == _saved_model_cli_listing(result.path)  # what the tool itself prints
     with pytest.raises(ExportError, match="signature `serving_default` takes"):
         check_listing(result.path, {"serving_default": {"caption": ("DT_FLOAT", "(-1)")}})
     # A missing modality is an empty string, not an error.
@@ -77,13 +119,15 @@ def test_export_serves_raw_inputs_like_the_trained_model(run_dir, exported):
 
 
 def test_versions_are_chosen_never_overwritten_silently_and_published_whole(run_dir, tmp_path):
+    # One real export; the later versions publish copies of it through the
+    # same steps (the serving tests export a real second version).
     base = str(tmp_path / "model")
     seen, incomplete = set(), []
     done = threading.Event()
 
     def poll():  # what a server polling the base path would see
         while True:
-            finished = done.is_set()  # one more full pass after the last export
+            finished = done.is_set()  # one more full pass after the last publish
             for version in versions(base):
                 folder = os.path.join(base, str(version))
                 complete = os.path.exists(os.path.join(folder, "saved_model.pb")) and os.path.exists(
@@ -94,22 +138,28 @@ def test_versions_are_chosen_never_overwritten_silently_and_published_whole(run_
                     incomplete.append(version)
             if finished:
                 return
-            time.sleep(0.001)  # leave the exporting threads the GIL
+            time.sleep(0.001)  # leave the publishing thread the GIL
+
+    def publish_copy(version):
+        staged = staging_dir(base, version)
+        shutil.copytree(os.path.join(base, "1"), staged)
+        publish(staged, base, version)
+        record_version(base, version, default_label(base))
 
     poller = threading.Thread(target=poll)
     poller.start()
     try:
         assert export_run(run_dir, base).version == 1
-        assert export_run(run_dir, base).version == 2
+        publish_copy(next_version(base))
         with pytest.raises(ExportError, match="version 2 already exists .* --force"):
             export_run(run_dir, base, version=2)
-        before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns
-        assert export_run(run_dir, base, version=2, force=True).version == 2
+        before = os.stat(os.path.join(base, "2", "saved_model.pb")).st_ino
+        publish_copy(next_version(base, version=2, force=True))
     finally:
         done.set()
         poller.join()
     assert seen == {1, 2} and not incomplete
-    assert os.stat(os.path.join(base, "2", "saved_model.pb")).st_mtime_ns != before
+    assert os.stat(os.path.join(base, "2", "saved_model.pb")).st_ino != before  # replaced
     assert versions(base) == [1, 2]
     assert not [name for name in os.listdir(base) if name.startswith(".")]  # no staging left behind
 
@@ -179,14 +229,14 @@ def test_op_check_names_python_ops_and_where_they_are(tmp_path):
 
     path = str(tmp_path / "python")
     tf.saved_model.save(WithPython(), path)
-    offenders = check_ops(path)
-    assert any(
-        o.startswith("EagerPyFunc calls back into Python (used in") and "double" in o for o in offenders
-    )
     result = subprocess.run(
         [sys.executable, "-m", "mmkeras.cli", "export", "--check", path], capture_output=True, text=True
     )
-    assert result.returncode == 1 and "EagerPyFunc" in result.stdout
+    assert result.returncode == 1, result.stderr[-2000:]
+    listed = result.stdout.split("Ops TF Serving does not have:")[1]
+    offenders = [line.strip() for line in listed.splitlines()]
+    python_op = "EagerPyFunc calls back into Python (used in"
+    assert any(o.startswith(python_op) and "double" in o for o in offenders), result.stdout
 
 
 def test_parity_check_refuses_an_output_that_differs_and_names_it(tmp_path):

@@ -38,9 +38,8 @@ ROWS = 8
 
 
 @pytest.fixture(scope="module")
-def served(gated_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("saved_models")
-    export_run(gated_run, str(root / "quick"))
+def served(gated_export):
+    _, root = gated_export
     with open(root / "server.log", "w") as log:
         server = start_server(root, log)
         yield server

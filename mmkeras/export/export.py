@@ -1,6 +1,5 @@
 """`mmkeras export`: a run folder to a checked, versioned SavedModel for TF Serving."""
 
-import concurrent.futures
 import dataclasses
 import os
 import shutil
@@ -44,10 +43,11 @@ def export_run(
     The SavedModel (the Task's serving signatures) and its warmup requests
     are written to a staging folder; its ops are checked against what TF
     Serving links, a fresh process serves real validation rows from it and
-    must match the trained model to 1e-5, `saved_model_cli` must list the
-    documented signatures, and only then is it renamed into place and
-    recorded in the models.config beside `base_dir` under `label` (default:
-    `stable` first, then `canary`). A failed check publishes nothing.
+    must match the trained model to 1e-5, its signatures must take the
+    documented inputs (as `saved_model_cli show` lists them), and only then
+    is it renamed into place and recorded in the models.config beside
+    `base_dir` under `label` (default: `stable` first, then `canary`). A
+    failed check publishes nothing.
     """
     run = load_run(run_dir)
     version = next_version(base_dir, version, force)
@@ -67,16 +67,12 @@ def export_run(
             signature: dict.fromkeys(features, RAW_INPUT)
             for signature, features in run.task.documented_inputs().items()
         }
-        # Each check is a fresh process; running them side by side halves the wait.
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            served = pool.submit(check_in_fresh_process, staged, cases)
-            listed = pool.submit(check_listing, staged, listing)
-            offenders, difference = served.result()
-            if offenders:
-                raise ExportError(
-                    "the SavedModel uses ops TF Serving does not have:\n  " + "\n  ".join(offenders)
-                )
-            listed.result()
+        check_listing(staged, listing)
+        offenders, difference = check_in_fresh_process(staged, cases)
+        if offenders:
+            raise ExportError(
+                "the SavedModel uses ops TF Serving does not have:\n  " + "\n  ".join(offenders)
+            )
         path = publish(staged, base_dir, version)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
