@@ -277,7 +277,9 @@ def _train(spec, output_dir, overwrite, verbose):
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
         report = dict(metrics)
         if has_validation and task.unimodal_heads:
-            fusion_check = report["fusion_check"] = _fusion_check(folder, spec)
+            # A worker's model predicts only beside the other workers: score the saved one.
+            scored = load_task(folder.model) if multi_worker else task
+            fusion_check = report["fusion_check"] = _fusion_check(scored, spec)
         if switched_off:
             report["switched_off"] = switched_off
         frozen = _frozen_in_training(folder.read_history(), task.feature_names) if task.unimodal_heads else []
@@ -337,14 +339,9 @@ def _encoded_targets(spec, split, preprocessor):
     return np.asarray(preprocessor.target(good))
 
 
-def _fusion_check(folder, spec):
+def _fusion_check(task, spec):
     """The fused model against its unimodal heads on the validation split,
-    with a warning when one of them does better on its own.
-
-    Scored on the saved model, outside the run's distribution strategy:
-    predicting a single batch under one needs every replica and worker.
-    """
-    task = load_task(folder.model)
+    with a warning when one of them does better on its own."""
     validation = make_dataset(spec, "validation", preprocessor=task.preprocessor)
     check = task.check_fusion(validation)
     if check["message"]:
