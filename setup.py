@@ -38,6 +38,8 @@ EXTRAS = {
         "nbformat>=5.9",
         "ipykernel>=6",
         "ipywidgets>=8",
+        # The COCO caption evaluation: the caption metrics are checked against it.
+        "pycocoevalcap>=1.2",
         # Lint and format, run by the README test command before the tests.
         "ruff>=0.17,<0.18",
     ],
