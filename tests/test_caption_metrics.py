@@ -8,7 +8,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from mmkeras.datasets.flickr8k import load_flickr8k
-from mmkeras.evaluation.caption_metrics import cider_d, corpus_bleu
+from mmkeras.reporting.caption_metrics import cider_d, corpus_bleu
 
 
 def _tokens(caption, language):

@@ -170,7 +170,7 @@ class _Checker:
         return None
 
     def _check_target(self, value):
-        if not value.strip():
+        if not value.strip() and self.spec.data.target.type != "sequence":  # a caption names its own
             return "missing label"
         return self.target_encoder.problem(value)
 
@@ -195,7 +195,7 @@ class SplitCheck:
         bad: list. Its BadRecords.
         contents: ContentIndex. Its distinct files and texts, for the leakage report.
         targets: collections.Counter. Rows per raw label (each label of a
-            multi-label target; empty for a numeric target or none).
+            multi-label target; empty for a numeric or sequence target or none).
         missing: collections.Counter. Rows per feature with `missing: mask`
             whose cell is empty: the modality is missing there.
     """
@@ -221,7 +221,7 @@ def _digests(features, values):
 
 
 def _labels(target, value):
-    if target is None or target.type == "numeric" or not value.strip():
+    if target is None or target.type in ("numeric", "sequence") or not value.strip():
         return []
     return [label for label in value.split(target.sep) if label] if target.type == "multilabel" else [value]
 

@@ -143,9 +143,12 @@ def make_dataset(
     def load_and_preprocess(row):
         row = source.load(row)
         inputs = preprocessor(row)
-        if has_target:
-            return inputs, preprocessor.target(row[TARGET_KEY])
-        return inputs
+        if not has_target:
+            return inputs
+        target = preprocessor.target(row[TARGET_KEY])
+        if hasattr(preprocessor.target, "teacher_forced"):  # a sequence the model reads while it learns it
+            return preprocessor.target.teacher_forced(inputs, target)
+        return inputs, target
 
     dataset = dataset.map(load_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     if data.cache:

@@ -10,6 +10,7 @@ import inspect
 
 from mmkeras.errors import SpecError
 from mmkeras.layers.audio_encoders import SpectrogramCNNEncoder
+from mmkeras.layers.caption_decoders import LSTMCaptionDecoder, TransformerCaptionDecoder
 from mmkeras.layers.concat_fusion import ConcatFusion
 from mmkeras.layers.cross_modal_attention_fusion import CrossModalAttentionFusion
 from mmkeras.layers.gated_fusion import GatedFusion
@@ -38,6 +39,8 @@ FUSIONS = {
     "low_rank_tensor": LowRankTensorFusion,
     "cross_attention": CrossModalAttentionFusion,
 }
+# A captioning model's decoders; the first is the default.
+DECODERS = {"transformer": TransformerCaptionDecoder, "lstm": LSTMCaptionDecoder}
 # Fusion settings that belong to the model around the layer, not to the layer.
 FUSION_SETTINGS = ("type", "modality_dropout")
 
@@ -62,10 +65,22 @@ def fusion_class(kind, where):
     return FUSIONS[kind]
 
 
+def default_decoder():
+    return next(iter(DECODERS))
+
+
+def decoder_class(kind, where):
+    if kind not in DECODERS:
+        raise SpecError(f"{where}: `type` must be one of {', '.join(DECODERS)}, got {kind!r}.")
+    return DECODERS[kind]
+
+
 def _set_by_the_model(cls):
     """Arguments that follow from the data or the task, never from the spec."""
     if issubclass(cls, LateFusion):
         return {"num_outputs"}
+    if cls in DECODERS.values():
+        return {"vocabulary_size", "sequence_length"}
     return set()
 
 
@@ -105,3 +120,6 @@ def check_model_section(model, features):
     where = f"{model.where}.fusion"
     arguments = {k: v for k, v in model.fusion.items() if k not in FUSION_SETTINGS}
     check_arguments(fusion_class(model.fusion["type"], where), arguments, where)
+    where = f"{model.where}.decoder"
+    arguments = dict(model.decoder)
+    check_arguments(decoder_class(arguments.pop("type", default_decoder()), where), arguments, where)

@@ -7,7 +7,7 @@ from mmkeras.preprocessing.text import SPLITS as TEXT_SPLITS
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
 MODALITIES = ("text", "image", "audio", "record")
-TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric")
+TARGET_TYPES = ("categorical", "binary", "multilabel", "numeric", "sequence")
 BAD_RECORD_POLICIES = ("error", "skip")
 # What an empty cell of a feature's column is: a bad row, or a missing modality.
 MISSING_POLICIES = ("error", "mask")
@@ -347,21 +347,54 @@ def _featurefrom_mapping(mapping, where):
 
 
 @dataclasses.dataclass
+class SequenceSettings:
+    """How a generated text target (`type: sequence`, a caption) becomes tokens.
+
+    Args:
+        max_length: int. Tokens kept of each caption; longer ones are cut
+            (the data check counts them). Generation stops after as many.
+        max_tokens: int. Vocabulary size, learned from the training captions.
+        split: str. "words" (between spaces, and each Chinese or Japanese
+            character a word of its own), "whitespace" or "character".
+        standardize: str or None. `TextVectorization` standardization.
+    """
+
+    max_length: int = 20
+    max_tokens: int = 5000
+    split: str = "words"
+    standardize: str | None = "lower_and_strip_punctuation"
+    where: str = dataclasses.field(default="data.target.sequence", repr=False, compare=False)
+
+    def __post_init__(self):
+        positive_number(self.max_length, self.where, "max_length")
+        positive_number(self.max_tokens, self.where, "max_tokens")
+        require(
+            self.split in TEXT_SPLITS,
+            self.where,
+            f"`split` must be one of {', '.join(TEXT_SPLITS)}, got {self.split!r}.",
+        )
+
+
+@dataclasses.dataclass
 class TargetSpec:
     """The column to predict.
 
     Args:
         column: str. The manifest column holding the target.
-        type: str. "categorical", "binary", "multilabel" or "numeric".
+        type: str. "categorical", "binary", "multilabel", "numeric" or
+            "sequence" (text to generate, such as a caption).
         sep: str. Separator between labels of a multi-label target.
         labels: list or None. The label vocabulary in a fixed order; learned
             from the training split when left out.
+        sequence: SequenceSettings or None. A sequence target's tokens;
+            the defaults when left out.
     """
 
     column: str
     type: str = "categorical"
     sep: str = "|"
     labels: list | None = None
+    sequence: SequenceSettings | None = None
     where: str = dataclasses.field(default="data.target", repr=False, compare=False)
 
     def __post_init__(self):
@@ -376,6 +409,17 @@ class TargetSpec:
                 len(set(self.labels)) == len(self.labels),
                 self.where,
                 "`labels` lists a label twice.",
+            )
+        if self.type == "sequence":
+            require(self.labels is None, self.where, "a sequence target has no `labels`.")
+            if isinstance(self.sequence, dict):
+                self.sequence = from_mapping(SequenceSettings, self.sequence, f"{self.where}.sequence")
+            self.sequence = self.sequence or SequenceSettings(where=f"{self.where}.sequence")
+        else:
+            require(
+                self.sequence is None,
+                self.where,
+                f"`sequence` settings belong to a `type: sequence` target, not {self.type!r}.",
             )
 
 

@@ -133,6 +133,8 @@ class ModelSpec:
         balance: BalanceSpec or dict. Per-modality heads and the balance
             between modalities (see `BalanceSpec`).
         projection_dim: int. Width of the shared space of a retrieval model.
+        decoder: dict. A captioning model's decoder: `{type: transformer |
+            lstm, **arguments}`; `transformer` when left out.
     """
 
     encoders: dict = dataclasses.field(default_factory=dict)
@@ -140,6 +142,7 @@ class ModelSpec:
     head: dict = dataclasses.field(default_factory=dict)
     balance: BalanceSpec = dataclasses.field(default_factory=BalanceSpec)
     projection_dim: int = 128
+    decoder: dict = dataclasses.field(default_factory=dict)
     where: str = dataclasses.field(default="model", repr=False, compare=False)
 
     def __post_init__(self):
@@ -158,6 +161,7 @@ class ModelSpec:
         if not isinstance(self.balance, BalanceSpec):
             self.balance = from_mapping(BalanceSpec, self.balance or {}, f"{self.where}.balance")
         positive_number(self.projection_dim, self.where, "projection_dim")
+        require(isinstance(self.decoder, dict), f"{self.where}.decoder", "must be a mapping.")
 
     def check_features(self, features):
         """Every encoder must name a feature, suit its modality and take the

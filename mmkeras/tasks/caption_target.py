@@ -1,0 +1,121 @@
+"""A caption as a target: token ids between a start and an end token, and back."""
+
+import keras
+import tensorflow as tf
+
+from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
+from mmkeras.preprocessing.text import TextPreprocessor
+
+PAD_ID = 0
+# The scripts written without spaces: their tokens are joined without one.
+_UNSPACED_PAIR = r"([\p{Han}\p{Hiragana}\p{Katakana}]) ([\p{Han}\p{Hiragana}\p{Katakana}])"
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class CaptionTarget(PreprocessingLayer):
+    """Encodes a caption as `max_length + 2` token ids: the start token, the
+    caption's first `max_length` tokens, the end token, then padding (0).
+
+    The vocabulary is learned from the training captions (`adapt`); the
+    start and end tokens take the two ids after it. In training the model
+    reads the ids but the last and predicts each next one (`teacher_forced`,
+    which the input pipeline applies).
+
+    Args:
+        max_length: int. Caption tokens kept.
+        max_tokens: int. Learned vocabulary size, padding and OOV included.
+        split: str. How captions split into tokens (`TextPreprocessor`'s).
+        standardize: str or None. `TextVectorization` standardization.
+        vocabulary: list or None. The learned vocabulary; set by `adapt`.
+    """
+
+    # The model input that carries the caption so far.
+    previous_tokens = "previous_tokens"
+
+    def __init__(
+        self,
+        max_length=20,
+        max_tokens=5000,
+        split="words",
+        standardize="lower_and_strip_punctuation",
+        vocabulary=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.max_tokens = max_tokens
+        self.split = split
+        self.standardize = standardize
+        self.text = TextPreprocessor(
+            sequence_length=max_length,
+            max_tokens=max_tokens,
+            standardize=standardize,
+            split=split,
+            vocabulary=vocabulary,
+            name="caption_tokens",
+        )
+
+    @property
+    def vocabulary(self):
+        return self.text.vocabulary
+
+    @property
+    def start_id(self):
+        # After padding (0), the out-of-vocabulary id (1) and the learned words.
+        return 2 + len(self.vocabulary or [])
+
+    @property
+    def end_id(self):
+        return self.start_id + 1
+
+    @property
+    def vocabulary_size(self):
+        """Every id a model predicts: padding, OOV, the words, start and end."""
+        return self.start_id + 2
+
+    def adapt(self, captions):
+        self.text.adapt([str(caption) for caption in captions])
+
+    def problem(self, value):
+        """Why a raw caption cannot be a target, or None when it can."""
+        if not str(value).strip():
+            return "the caption is empty"
+        return None
+
+    def teacher_forced(self, inputs, encoded):
+        """(inputs with the caption so far, the next token at each position)."""
+        return {**inputs, self.previous_tokens: encoded[..., :-1]}, encoded[..., 1:]
+
+    def call_batched(self, captions):
+        ids = self.text(captions)
+        batch = tf.shape(ids)[0]
+        lengths = tf.reduce_sum(tf.cast(ids != PAD_ID, tf.int32), axis=1)
+        padded = tf.concat([tf.fill([batch, 1], self.start_id), ids, tf.zeros([batch, 1], tf.int32)], axis=1)
+        ends = tf.range(self.max_length + 2)[tf.newaxis, :] == lengths[:, tf.newaxis] + 1
+        return tf.where(ends, self.end_id, padded)
+
+    def to_text(self, ids):
+        """Generated ids (a batch, start token excluded) to caption strings:
+        the tokens before the first end token, joined by spaces except
+        between characters of scripts written without them."""
+        tokens = tf.constant(["", "[UNK]", *(self.vocabulary or []), "", ""])
+        ids = tf.convert_to_tensor(ids)
+        before_end = tf.cumsum(tf.cast(ids == self.end_id, tf.int32), axis=1, exclusive=False) == 0
+        kept = tf.ragged.boolean_mask(ids, before_end & (ids != PAD_ID))
+        text = tf.strings.reduce_join(tf.gather(tokens, kept), axis=1, separator=" ")
+        for _ in range(2):  # two passes join every pair: "a b c" -> "ab c" -> "abc"
+            text = tf.strings.regex_replace(text, _UNSPACED_PAIR, r"\1\2")
+        return text
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "max_length": self.max_length,
+                "max_tokens": self.max_tokens,
+                "split": self.split,
+                "standardize": self.standardize,
+                "vocabulary": self.vocabulary,
+            }
+        )
+        return config

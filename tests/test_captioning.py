@@ -1,0 +1,198 @@
+"""Captioning: the caption target, beam search, both decoders, and a
+Flickr8k model trained, evaluated, exported and served in Chinese."""
+
+import csv
+import itertools
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmkeras.data import make_dataset
+from mmkeras.datasets import build_flickr8k
+from mmkeras.errors import SpecError
+from mmkeras.evaluation import evaluate_run, predict_run
+from mmkeras.export import export_run
+from mmkeras.run_folder import load_run
+from mmkeras.spec import Spec
+from mmkeras.tasks import CaptionTarget, build_task
+from mmkeras.tasks.beam_search import beam_search
+from mmkeras.training import train
+
+# A Markov chain over 6 ids: padding, OOV, two words, start, end.
+START, END, LENGTH = 4, 5, 5
+
+
+@pytest.fixture(scope="module")
+def chain():
+    probabilities = np.random.default_rng(0).dirichlet(np.full(6, 0.5), size=6)
+    probabilities[:, [0, START]] = 1e-9  # never padding or start mid-caption
+    return np.log(probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _score(chain, caption, length_penalty):
+    steps = zip((START, *caption), caption)
+    return sum(chain[a, b] for a, b in steps) / ((5 + len(caption)) / 6) ** length_penalty
+
+
+def _exhaustive_best(chain, length_penalty):
+    """The best score over every caption the chain can write."""
+    captions = [
+        caption
+        for n in range(1, LENGTH)
+        for caption in itertools.product([1, 2, 3, END], repeat=n)
+        # An end in the middle, or a short caption without one, is no caption.
+        if END not in caption[:-1] and (n == LENGTH - 1 or caption[-1] == END)
+    ]
+    return max(_score(chain, caption, length_penalty) for caption in captions)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.6, 2.0])
+def test_beam_search_finds_the_best_caption_and_scores_it_as_documented(chain, length_penalty):
+    def next_log_probs(tokens, step):
+        return tf.gather(tf.constant(chain), tf.gather(tokens, step, axis=1))
+
+    tokens, scores = beam_search(next_log_probs, tf.constant(2), START, END, LENGTH, 6, length_penalty)
+    assert tokens.shape == (2, 6, LENGTH - 1) and scores.shape == (2, 6)
+    best = _exhaustive_best(chain, length_penalty)
+    found = tuple(int(t) for t in tokens[0, 0] if t)
+    assert float(scores[0, 0]) == pytest.approx(best, abs=1e-5)
+    assert _score(chain, found, length_penalty) == pytest.approx(best, abs=1e-5)
+    assert (np.diff(scores.numpy(), axis=1) <= 0).all()  # best first
+    for beam in tokens.numpy()[0]:  # padding only after the end token
+        ends = np.flatnonzero(beam == END)
+        assert not ends.size or not beam[ends[0] + 1 :].any()
+
+
+def test_caption_target_encodes_between_start_and_end_and_writes_text_back():
+    target = CaptionTarget(max_length=4, split="words", name="target")
+    target.adapt(["a dog runs", "a cat sleeps", "一只狗在跑"])
+    ids = target(tf.constant(["A dog runs!", "a cat sleeps on the sofa", "一只狗"])).numpy()
+    word = {w: i + 2 for i, w in enumerate(target.vocabulary)}
+    start, end = target.start_id, target.end_id
+    assert (start, end, target.vocabulary_size) == (len(target.vocabulary) + 2, start + 1, start + 2)
+    assert ids[0].tolist() == [start, word["a"], word["dog"], word["runs"], end, 0]
+    assert ids[1].tolist() == [start, word["a"], word["cat"], word["sleeps"], 1, end]  # cut at 4, OOV 1
+    assert ids[2].tolist() == [start, word["一"], word["只"], word["狗"], end, 0]  # a character a word
+    inputs, next_tokens = target.teacher_forced({"image": tf.zeros(3)}, tf.constant(ids))
+    assert inputs["previous_tokens"].numpy().tolist() == ids[:, :-1].tolist()
+    assert next_tokens.numpy().tolist() == ids[:, 1:].tolist()
+    texts = target.to_text(tf.constant(ids[:, 1:])).numpy()
+    assert [t.decode() for t in texts] == ["a dog runs", "a cat sleeps [UNK]", "一只狗"]
+    assert target.problem("  ") == "the caption is empty" and target.problem("a dog") is None
+
+
+def test_a_sequence_target_takes_sequence_settings_and_no_labels():
+    target = {"column": "caption", "type": "sequence", "sequence": {"max_length": 12, "split": "character"}}
+    data = {"train": "t.csv", "features": [{"name": "image", "modality": "image"}], "target": target}
+    spec = Spec.from_dict({"data": data})
+    assert (spec.data.target.sequence.max_length, spec.data.target.sequence.split) == (12, "character")
+    with pytest.raises(SpecError, match="a sequence target has no `labels`"):
+        Spec.from_dict({"data": {**data, "target": {**target, "labels": ["a"]}}})
+    with pytest.raises(SpecError, match="`sequence` settings belong to a `type: sequence` target"):
+        Spec.from_dict({"data": {**data, "target": {**target, "type": "categorical"}}})
+    with pytest.raises(SpecError, match="LSTMCaptionDecoder has no argument.* hidden_dim"):
+        Spec.from_dict({"data": data, "model": {"decoder": {"type": "lstm", "hidden_dim": 8}}})
+
+
+SMALL_DECODERS = {
+    "transformer": {"type": "transformer", "hidden_dim": 32, "num_layers": 1, "num_heads": 2},
+    "lstm": {"type": "lstm", "embedding_dim": 16, "units": 32},
+}
+
+
+def _flickr8k_captions(folder, data_root, language, decoder):
+    spec = build_flickr8k(
+        str(folder),
+        data_root_dir=data_root,
+        image_size=48,
+        language=language,
+        fraction=0.08,
+        task="captioning",
+    )
+    spec.model.encoders = {"image": {"filters": [8, 16]}}
+    spec.model.decoder = SMALL_DECODERS[decoder]
+    spec.data.batch_size = 32
+    spec.train.tensorboard_examples = 0
+    return spec
+
+
+def test_an_empty_caption_is_a_named_bad_row_and_captions_are_no_classes(data_root, tmp_path):
+    from mmkeras.data.check import check_split
+
+    spec = _flickr8k_captions(tmp_path / "data", data_root, "en", "lstm")
+    path = spec.resolve(spec.data.train)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[3]["caption"] = "  "
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    result = check_split(spec, "train", progress=False)
+    assert [(b.column, b.reason) for b in result.bad] == [("caption", "the caption is empty")]
+    assert result.bad[0].location.endswith("train.csv:5")  # the header is line 1
+    assert not result.targets  # no class balance over captions
+
+
+@pytest.mark.parametrize("decoder", sorted(SMALL_DECODERS))
+def test_each_decoder_reads_only_the_tokens_so_far_and_survives_a_save(data_root, tmp_path, decoder):
+    from mmkeras.data import build_preprocessor
+
+    spec = _flickr8k_captions(tmp_path / "data", data_root, "en", decoder)
+    preprocessor = build_preprocessor(spec, progress=False)
+    task = build_task(spec, preprocessor)
+    task.compile()
+    inputs, _ = next(iter(make_dataset(spec, "train", preprocessor=preprocessor)))
+    logits = task(inputs).numpy()
+    assert logits.shape == (32, spec.data.target.sequence.max_length + 1, preprocessor.target.vocabulary_size)
+    # Changing the token at position 3 changes no prediction before it.
+    changed = dict(
+        inputs, previous_tokens=tf.tensor_scatter_nd_update(inputs["previous_tokens"], [[0, 3]], [1])
+    )
+    np.testing.assert_allclose(task(changed).numpy()[0, :3], logits[0, :3], atol=1e-5)
+    path = str(tmp_path / "captioner.keras")
+    task.save(path)
+    np.testing.assert_allclose(load_run_task(path)(inputs).numpy(), logits, atol=1e-5)
+
+
+def load_run_task(path):
+    import keras
+
+    return keras.saving.load_model(path)
+
+
+@pytest.mark.long(90)
+def test_chinese_captions_train_evaluate_predict_export_and_serve(data_root, tmp_path):
+    spec = _flickr8k_captions(tmp_path / "data", data_root, "zh", "transformer")
+    spec.train.epochs = 3
+    run = train(spec, str(tmp_path / "run"), verbose=0)
+    assert np.isfinite(run.metrics["loss"]) and 0 <= run.metrics["token_accuracy"] <= 1
+
+    report = evaluate_run(run.run_dir)
+    test_rows = len(open(spec.resolve(spec.data.test), encoding="utf-8").read().splitlines()) - 1
+    assert report["rows"] == test_rows and report["images"] * 5 == test_rows  # five references each
+    assert report["headline"] == "cider_d" and report["cider_d"] >= 0
+    assert 0 <= report["bleu_4"] <= report["bleu_3"] <= report["bleu_2"] <= report["bleu_1"] <= 1
+    assert os.path.exists(os.path.join(report["output_dir"], "caption_metrics.png"))
+
+    output = predict_run(run.run_dir, spec.resolve(spec.data.test), str(tmp_path / "captions.csv"))
+    with open(output, encoding="utf-8", newline="") as f:
+        predicted = list(csv.DictReader(f))
+    assert len(predicted) == test_rows and all(row["predicted_caption"] for row in predicted)
+    assert all(float(row["caption_score"]) < 0 for row in predicted)  # a log-probability
+
+    exported = export_run(run.run_dir, str(tmp_path / "saved_models" / "captions"))
+    assert exported.max_difference <= 1e-5  # the fresh process scores the beams as training did
+    serving = tf.saved_model.load(exported.path).signatures["serving_default"]
+    source = load_run(run.run_dir)
+    images = make_dataset(source.spec, "test", preprocessor=source.task.preprocessor, batch_size=4)
+    expected = source.task.decode(source.task.predict_on_batch(next(iter(images))[0]))
+    raw = [open(spec.resolve(row["image"]), "rb").read() for row in predicted[:4]]
+    served = serving(image=tf.constant(raw))
+    assert served["beams"].shape == (4, 3) and served["beam_scores"].shape == (4, 3)
+    assert [c.decode() for c in served["caption"].numpy()] == [c.decode() for c in expected["caption"]]
+    assert all(" " not in c.decode() for c in served["caption"].numpy())  # Chinese is written unspaced
+    json.dumps(report)  # the report is what metrics.json holds
