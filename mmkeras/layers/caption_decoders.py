@@ -12,8 +12,30 @@ import keras_hub
 from keras import ops
 
 
+class CaptionDecoder(keras.layers.Layer):
+    """The contract above; subclasses add their layers and arguments.
+
+    Args:
+        vocabulary_size: int. Token ids it reads and predicts.
+        sequence_length: int. The longest token sequence it reads.
+    """
+
+    def __init__(self, vocabulary_size, sequence_length, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.sequence_length = sequence_length
+
+    def compute_output_shape(self, tokens_shape, image_sequence_shape):
+        return (*tokens_shape, self.vocabulary_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocabulary_size": self.vocabulary_size, "sequence_length": self.sequence_length})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TransformerCaptionDecoder(keras.layers.Layer):
+class TransformerCaptionDecoder(CaptionDecoder):
     """Transformer decoder blocks (causal self-attention, then cross-attention
     to the image regions), KerasHub's `TransformerDecoder`, as in keras.io's
     image captioning example.
@@ -39,9 +61,7 @@ class TransformerCaptionDecoder(keras.layers.Layer):
         dropout_rate=0.1,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.sequence_length = sequence_length
+        super().__init__(vocabulary_size, sequence_length, **kwargs)
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -75,15 +95,10 @@ class TransformerCaptionDecoder(keras.layers.Layer):
             x = block(x, regions, decoder_padding_mask=padding, training=training)
         return self.logits(x)
 
-    def compute_output_shape(self, tokens_shape, image_sequence_shape):
-        return (*tokens_shape, self.vocabulary_size)
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "vocabulary_size": self.vocabulary_size,
-                "sequence_length": self.sequence_length,
                 "hidden_dim": self.hidden_dim,
                 "num_layers": self.num_layers,
                 "num_heads": self.num_heads,
@@ -95,7 +110,7 @@ class TransformerCaptionDecoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class LSTMCaptionDecoder(keras.layers.Layer):
+class LSTMCaptionDecoder(CaptionDecoder):
     """An LSTM that starts from the image and attends to its regions at every
     step (Show, Attend and Tell; the attention reads the LSTM's output, as in
     Luong et al., so training is one parallel pass).
@@ -115,9 +130,7 @@ class LSTMCaptionDecoder(keras.layers.Layer):
     def __init__(
         self, vocabulary_size, sequence_length, embedding_dim=256, units=256, dropout_rate=0.3, **kwargs
     ):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.sequence_length = sequence_length
+        super().__init__(vocabulary_size, sequence_length, **kwargs)
         self.embedding_dim = embedding_dim
         self.units = units
         self.dropout_rate = dropout_rate
@@ -159,15 +172,10 @@ class LSTMCaptionDecoder(keras.layers.Layer):
         x = self.combine(ops.concatenate([outputs, context], axis=-1))
         return self.logits(self.dropout(x, training=training))
 
-    def compute_output_shape(self, tokens_shape, image_sequence_shape):
-        return (*tokens_shape, self.vocabulary_size)
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "vocabulary_size": self.vocabulary_size,
-                "sequence_length": self.sequence_length,
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
                 "dropout_rate": self.dropout_rate,

@@ -67,6 +67,14 @@ def check_missing(feature):
     )
 
 
+def check_text_split(section):
+    require(
+        section.split in TEXT_SPLITS,
+        section.where,
+        f"`split` must be one of {', '.join(TEXT_SPLITS)}, got {section.split!r}.",
+    )
+
+
 @dataclasses.dataclass
 class TextFeature(OneColumn):
     """A text column.
@@ -108,11 +116,7 @@ class TextFeature(OneColumn):
         check_missing(self)
         positive_number(self.max_tokens, self.where, "max_tokens")
         positive_number(self.sequence_length, self.where, "sequence_length")
-        require(
-            self.split in TEXT_SPLITS,
-            self.where,
-            f"`split` must be one of {', '.join(TEXT_SPLITS)}, got {self.split!r}.",
-        )
+        check_text_split(self)
 
 
 @dataclasses.dataclass
@@ -368,11 +372,7 @@ class SequenceSettings:
     def __post_init__(self):
         positive_number(self.max_length, self.where, "max_length")
         positive_number(self.max_tokens, self.where, "max_tokens")
-        require(
-            self.split in TEXT_SPLITS,
-            self.where,
-            f"`split` must be one of {', '.join(TEXT_SPLITS)}, got {self.split!r}.",
-        )
+        check_text_split(self)
 
 
 @dataclasses.dataclass
