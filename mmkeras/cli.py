@@ -91,9 +91,9 @@ def cmd_evaluate(args):
             print(f"Warning: {report['fusion_check']['message']}")
     if "baselines" in report:
         print("Baselines on the same split (the model's lead in brackets):")
+        metric = report["headline"]
         for name, scores in report["baselines"].items():
-            metric, value = next(iter(scores.items()))
-            print(f"  {name:<34} {metric} {value:.4f}  ({report['above_baselines'][name]:+.4f})")
+            print(f"  {name:<34} {metric} {scores[metric]:.4f}  ({report['above_baselines'][name]:+.4f})")
     print(f"Metrics and plots: {report['output_dir']}")
     return 0
 

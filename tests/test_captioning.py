@@ -14,6 +14,7 @@ from mmkeras.data import make_dataset
 from mmkeras.datasets import build_flickr8k
 from mmkeras.errors import SpecError
 from mmkeras.evaluation import evaluate_run, predict_run
+from mmkeras.evaluation.caption_baselines import evaluate_caption_baselines
 from mmkeras.export import export_run
 from mmkeras.run_folder import load_run
 from mmkeras.spec import Spec
@@ -177,6 +178,19 @@ def test_chinese_captions_train_evaluate_predict_export_and_serve(data_root, tmp
     assert report["headline"] == "cider_d" and report["cider_d"] >= 0
     assert 0 <= report["bleu_4"] <= report["bleu_3"] <= report["bleu_2"] <= report["bleu_1"] <= 1
     assert os.path.exists(os.path.join(report["output_dir"], "caption_metrics.png"))
+    baselines = report["baselines"]
+    assert set(baselines) == {"most frequent training caption", "nearest training image's caption"}
+    for name, scores in baselines.items():
+        assert 0 <= scores["bleu_4"] <= scores["bleu_1"] <= 1 and scores["cider_d"] >= 0, name
+        assert report["above_baselines"][name] == pytest.approx(report["cider_d"] - scores["cider_d"])
+    # On the training split itself each image's nearest training image is
+    # itself: its caption is one of the references.
+    on_train = evaluate_caption_baselines(load_run(run.run_dir).task, spec, "train")
+    nearest, most_frequent = (
+        on_train["nearest training image's caption"],
+        on_train["most frequent training caption"],
+    )
+    assert nearest["bleu_4"] > 0.5 and nearest["cider_d"] > 2 * most_frequent["cider_d"]
 
     output = predict_run(run.run_dir, spec.resolve(spec.data.test), str(tmp_path / "captions.csv"))
     with open(output, encoding="utf-8", newline="") as f:

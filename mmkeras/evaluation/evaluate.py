@@ -7,8 +7,10 @@ import os
 from mmkeras.data.check import available_splits
 from mmkeras.data.dataset import make_dataset
 from mmkeras.evaluation.baselines import evaluate_baselines
+from mmkeras.evaluation.caption_baselines import evaluate_caption_baselines
 from mmkeras.reporting import plots
 from mmkeras.run_folder import load_run
+from mmkeras.tasks import Captioner
 
 BATCH_SIZE = 256
 
@@ -29,7 +31,10 @@ def _compare_with_baselines(task, spec, split, evaluation):
     """Adds `baselines`, `above_baselines` and a bar chart of both to an evaluation."""
     report = evaluation.report
     name, value = task.headline(report)
-    baselines = evaluate_baselines(task, spec, split, evaluation.targets)
+    if isinstance(task, Captioner):  # captions to beat, not linear models
+        baselines = evaluate_caption_baselines(task, spec, split)
+    else:
+        baselines = evaluate_baselines(task, spec, split, evaluation.targets)
     sign = 1 if task.higher_is_better else -1
     report["baselines"] = baselines
     report["above_baselines"] = {

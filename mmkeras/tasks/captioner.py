@@ -57,6 +57,10 @@ class Captioner(Task):
             `target` is a `CaptionTarget`.
     """
 
+    # Scored against captions written without a model (`mmkeras.evaluation.caption_baselines`).
+    compares_to_baselines = True
+    higher_is_better = True  # CIDEr-D
+
     def __init__(
         self,
         image_encoder,
@@ -201,7 +205,9 @@ class Captioner(Task):
     def headline(self, report):
         return HEADLINE, report[HEADLINE]
 
-    def _words(self, ids, unknown):
+    def words(self, ids, unknown="[UNK]"):
+        """Token ids (after the start token) to the caption's words, up to the
+        end token; `unknown` stands for the out-of-vocabulary id."""
         vocabulary = ["", unknown, *self.preprocessor.target.vocabulary]
         end = self.preprocessor.target.end_id
         words = []
@@ -212,30 +218,57 @@ class Captioner(Task):
                 words.append(vocabulary[token])
         return words
 
-    def evaluate_dataset(self, dataset):
-        """Corpus BLEU-1..4 and CIDEr-D of the best beam per image, against
-        every caption the split has for that image (rows with the same
-        preprocessed picture are one image). References are as the target
-        encodes them: standardised, cut at `max_length`, and a word outside
-        the vocabulary is a word no generated caption can match."""
-        index, hypotheses, references = {}, [], []
+    def per_image(self, dataset, describe):
+        """One pass over `(inputs, next tokens)` batches, rows with the same
+        preprocessed picture taken as one image.
+
+        Args:
+            dataset: tf.data.Dataset. Batches from `make_dataset`.
+            describe: callable. A batch of images (each seen for the first
+                time) to one value per image.
+
+        Returns:
+            (`describe`'s value per image, the image's reference captions as
+            word lists, the number of rows), images in first-seen order.
+        """
+        index, described, references = {}, [], []
         rows = 0
         for inputs, target in dataset:
             images = np.asarray(inputs[self.image_feature])
             keys = [hashlib.sha1(image.tobytes()).hexdigest() for image in images]
             new = [i for i, key in enumerate(keys) if key not in index and key not in keys[:i]]
             if new:
-                tokens, _ = self.generate(tf.gather(images, new))
-                for i, generated in zip(new, np.asarray(tokens[:, 0])):
-                    index[keys[i]] = len(hypotheses)
-                    hypotheses.append(self._words(generated, "[UNK]"))
+                for i, value in zip(new, describe(tf.gather(images, new))):
+                    index[keys[i]] = len(described)
+                    described.append(value)
                     references.append([])
             for key, reference in zip(keys, np.asarray(target)):
-                references[index[key]].append(self._words(reference, _UNKNOWN_REFERENCE_WORD))
+                references[index[key]].append(self.words(reference, _UNKNOWN_REFERENCE_WORD))
             rows += len(keys)
-        bleu = corpus_bleu(hypotheses, references)
-        report = {f"bleu_{n}": value for n, value in enumerate(bleu, start=1)}
-        report[HEADLINE], _ = cider_d(hypotheses, references)
+        return described, references, rows
+
+    def generated_words(self, images):
+        """The best beam for each image, as a word list."""
+        tokens, _ = self.generate(images)
+        return [self.words(generated) for generated in np.asarray(tokens[:, 0])]
+
+    def pooled_features(self, images):
+        """The image encoder's pooled output for each image."""
+        return list(np.asarray(self.image_encoder({"images": images}, training=False)["pooled"]))
+
+    def caption_scores(self, hypotheses, references):
+        """{bleu_1..bleu_4, cider_d} of one caption per image against its references."""
+        scores = {f"bleu_{n}": value for n, value in enumerate(corpus_bleu(hypotheses, references), start=1)}
+        scores[HEADLINE], _ = cider_d(hypotheses, references)
+        return scores
+
+    def evaluate_dataset(self, dataset):
+        """Corpus BLEU-1..4 and CIDEr-D of the best beam per image, against
+        every caption the split has for that image. References are as the
+        target encodes them: standardised, cut at `max_length`, and a word
+        outside the vocabulary is a word no generated caption can match."""
+        hypotheses, references, rows = self.per_image(dataset, self.generated_words)
+        report = self.caption_scores(hypotheses, references)
         report.update({"images": len(hypotheses), "rows": rows, "headline": HEADLINE})
         figure = plots.bar_figure(
             {name: report[name] for name in (*(f"bleu_{n}" for n in range(1, 5)), HEADLINE)},
