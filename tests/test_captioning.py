@@ -5,6 +5,7 @@ import csv
 import itertools
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -121,13 +122,14 @@ def _flickr8k_captions(folder, data_root, language, decoder):
 
 
 def test_an_empty_caption_is_a_named_bad_row_and_captions_are_no_classes(data_root, tmp_path):
-    from mmkeras.data.check import check_split
+    from mmkeras.data.check import check_split, data_report_lines
 
     spec = _flickr8k_captions(tmp_path / "data", data_root, "en", "lstm")
     path = spec.resolve(spec.data.train)
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     rows[3]["caption"] = "  "
+    rows[5]["caption"] = "a dog , " * 15  # 30 words
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image", "caption"])
         writer.writeheader()
@@ -136,6 +138,11 @@ def test_an_empty_caption_is_a_named_bad_row_and_captions_are_no_classes(data_ro
     assert [(b.column, b.reason) for b in result.bad] == [("caption", "the caption is empty")]
     assert result.bad[0].location.endswith("train.csv:5")  # the header is line 1
     assert not result.targets  # no class balance over captions
+    punctuation = re.compile(r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']")
+    longer = sum(len(punctuation.sub("", row["caption"].lower()).split()) > 20 for row in rows)
+    assert result.cut == longer and longer >= 1
+    summary = "\n".join(data_report_lines({"train": result}, spec))
+    assert f"captions longer than 20 tokens, cut there: {longer}" in summary
 
 
 @pytest.mark.parametrize("decoder", sorted(SMALL_DECODERS))

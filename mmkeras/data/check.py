@@ -198,6 +198,7 @@ class SplitCheck:
             multi-label target; empty for a numeric or sequence target or none).
         missing: collections.Counter. Rows per feature with `missing: mask`
             whose cell is empty: the modality is missing there.
+        cut: int. Captions (a sequence target) longer than its `max_length`.
     """
 
     rows: int
@@ -205,6 +206,7 @@ class SplitCheck:
     contents: ContentIndex
     targets: collections.Counter
     missing: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    cut: int = 0
 
 
 def _digests(features, values):
@@ -240,6 +242,7 @@ def check_split(spec, split, checker=None, progress=True):
         missing = [f.name for f in features if f.missing == "mask" and is_missing(f, values)]
         return key, found, list(_digests(features, values)), values.get(TARGET_KEY), missing
 
+    captions = []
     records = source.records()
     with (
         concurrent.futures.ThreadPoolExecutor(workers) as pool,
@@ -255,7 +258,11 @@ def check_split(spec, split, checker=None, progress=True):
                 for feature, digest in digests:
                     result.contents.add(feature, digest, key)
                 result.targets.update(_labels(target, label or ""))
+                if target is not None and target.type == "sequence":
+                    captions.append(label or "")
             bar.update(len(chunk))
+    if captions:
+        result.cut = checker.target_encoder.cut_count(captions)
     return result
 
 
@@ -332,6 +339,9 @@ def data_report_lines(results, spec):
         if check.missing:
             counts = ", ".join(f"{feature} {count}" for feature, count in sorted(check.missing.items()))
             lines.append(f"  {'':<11} rows missing a modality (masked): {counts}")
+        if check.cut:
+            limit = spec.data.target.sequence.max_length
+            lines.append(f"  {'':<11} captions longer than {limit} tokens, cut there: {check.cut}")
     for name, held_out in (("validation", spec.data.validation_split), ("test", spec.data.test_split)):
         if held_out is not None:
             lines.append(f"  {_how_held_out(name, held_out, spec)}")

@@ -115,6 +115,19 @@ class TextPreprocessor(PreprocessingLayer):
             str(token) for token in self.vectorizer.get_vocabulary(include_special_tokens=False)
         ]
 
+    def token_counts(self, texts):
+        """Each text's tokens as a learned vocabulary splits it, before the cut
+        at `sequence_length` (a word outside the vocabulary counts too)."""
+        counter = keras.layers.TextVectorization(
+            standardize=self.standardize,
+            split="character" if self.split == "character" else "whitespace",
+            vocabulary=self.vocabulary or ["[none]"],
+        )
+        texts = tf.constant(list(texts), tf.string)
+        if self.split == "words":
+            texts = space_unspaced_scripts(texts)
+        return tf.reduce_sum(tf.cast(counter(texts) != 0, tf.int32), axis=1).numpy()
+
     def call_batched(self, inputs):
         if self.tokenizer_preset:
             return tf.cast(self.packer(self.tokenizer(inputs)), tf.int32)

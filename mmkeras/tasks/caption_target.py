@@ -82,6 +82,11 @@ class CaptionTarget(PreprocessingLayer):
             return "the caption is empty"
         return None
 
+    def cut_count(self, captions):
+        """How many of `captions` are longer than `max_length` tokens."""
+        captions = [str(caption) for caption in captions]
+        return int((self.text.token_counts(captions) > self.max_length).sum()) if captions else 0
+
     def teacher_forced(self, inputs, encoded):
         """(inputs with the caption so far, the next token at each position)."""
         return {**inputs, self.previous_tokens: encoded[..., :-1]}, encoded[..., 1:]
