@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mmkeras.data import make_dataset
 from mmkeras.datasets import build_flickr8k
@@ -176,8 +177,17 @@ def load_run_task(path):
 def test_chinese_captions_train_evaluate_predict_export_and_serve(data_root, tmp_path):
     spec = _flickr8k_captions(tmp_path / "data", data_root, "zh", "transformer")
     spec.train.epochs = 3
+    spec.train.tensorboard_examples = 4
     run = train(spec, str(tmp_path / "run"), verbose=0)
     assert np.isfinite(run.metrics["loss"]) and 0 <= run.metrics["token_accuracy"] <= 1
+    # TensorBoard: each epoch, the captions written for validation pictures beside a reference.
+    events = EventAccumulator(os.path.join(run.run_dir, "logs", "examples"), size_guidance={"tensors": 0})
+    events.Reload()
+    tables = events.Tensors("captions")
+    assert [event.step for event in tables] == [0, 1, 2]
+    table = tables[-1].tensor_proto.string_val[0].decode()
+    assert table.startswith("| generated | a reference |") and table.count("\n") == 33  # 32 rows
+    assert events.SummaryMetadata("examples").plugin_data.plugin_name == "images"  # the picture grid
 
     report = evaluate_run(run.run_dir)
     test_rows = len(open(spec.resolve(spec.data.test), encoding="utf-8").read().splitlines()) - 1

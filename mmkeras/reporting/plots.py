@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 # The example grid: each picture's side and the height of a line of text, in pixels.
 EXAMPLE_SIZE = 200
 EXAMPLE_LINE = 18
+# What fits across a cell in the title font; longer titles end in an ellipsis.
+TITLE_CHARACTERS = 44
 
 
 def _subplots(*args, figsize, **kwargs):
@@ -49,8 +51,9 @@ def confusion_matrix_figure(matrix, labels, title="Confusion matrix"):
 
 def examples_figure(pictures, titles, captions=None, columns=4):
     """A grid of images or spectrograms, each titled (true vs predicted, green
-    when right) and captioned. Drawn with PIL, not matplotlib: TensorBoard
-    gets one every epoch, and matplotlib took about two seconds a grid."""
+    when marked ✓, red when marked ✗; a generated caption) and captioned.
+    Drawn with PIL, not matplotlib: TensorBoard gets one every epoch, and
+    matplotlib took about two seconds a grid."""
     count = len(pictures)
     rows = int(np.ceil(count / columns))
     title_font, caption_font = _font(13), _font(11)
@@ -69,8 +72,13 @@ def examples_figure(pictures, titles, captions=None, columns=4):
         row, column = divmod(index, columns)
         left, top = column * cell_width, row * cell_height
         centre = left + cell_width // 2
-        colour = "green" if "✓" in titles[index] else "red"
-        draw.text((centre, top + 4), titles[index], fill=colour, font=title_font, anchor="mt")
+        colour = "green" if "✓" in titles[index] else "red" if "✗" in titles[index] else "black"
+        title = (
+            titles[index]
+            if len(titles[index]) <= TITLE_CHARACTERS
+            else titles[index][: TITLE_CHARACTERS - 1] + "…"
+        )
+        draw.text((centre, top + 4), title, fill=colour, font=title_font, anchor="mt")
         sheet.paste(thumbnail, (centre - EXAMPLE_SIZE // 2, top + EXAMPLE_LINE + 4))
         if captions:
             below = top + EXAMPLE_LINE + EXAMPLE_SIZE + 8

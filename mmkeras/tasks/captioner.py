@@ -14,7 +14,7 @@ from mmkeras.reporting import plots
 from mmkeras.reporting.caption_metrics import cider_d, corpus_bleu
 from mmkeras.tasks.beam_search import beam_search
 from mmkeras.tasks.caption_target import PAD_ID, CaptionTarget
-from mmkeras.tasks.task import Evaluation, ParityCase, Task, raw_signature, register_task
+from mmkeras.tasks.task import EpochSummaries, Evaluation, ParityCase, Task, raw_signature, register_task
 
 HEADLINE = "cider_d"
 # An out-of-vocabulary word of a reference: a word no generated token matches.
@@ -60,6 +60,9 @@ class Captioner(Task):
     # Scored against captions written without a model (`mmkeras.evaluation.caption_baselines`).
     compares_to_baselines = True
     higher_is_better = True  # CIDEr-D
+    # TensorBoard shows the captions it writes for a few validation pictures each epoch.
+    shows_examples = True
+    example_sample_rows = 32
 
     def __init__(
         self,
@@ -199,6 +202,12 @@ class Captioner(Task):
     def parity_cases(self, sample):
         scores = self.predict(sample.inputs, verbose=0)["scores"]
         return [ParityCase("serving_default", sample.raw, "beam_scores", scores)]
+
+    def epoch_summaries(self, sample, predictions):
+        generated = [caption.decode("utf-8") for caption in self.decode(predictions)["caption"]]
+        rows = [f"| {g} | {r} |".replace("\n", " ") for g, r in zip(generated, sample.raw_targets)]
+        table = "\n".join(["| generated | a reference |", "|---|---|", *rows])
+        return EpochSummaries(images={}, tables={"captions": table}, titles=generated)
 
     # Evaluation.
 

@@ -120,6 +120,8 @@ class Task(keras.Model):
     target_types = ()
     # True for tasks whose predictions on a row sample TensorBoard shows.
     shows_examples = False
+    # Rows of that sample: what the per-epoch pictures (a confusion matrix) need.
+    example_sample_rows = 2000
     # True when a held-out validation split should keep each raw target's share.
     stratifies_splits = False
     # True for tasks that `mmkeras evaluate` compares with linear baselines.

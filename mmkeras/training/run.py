@@ -236,7 +236,7 @@ def _train(spec, output_dir, overwrite, verbose):
     if early_stopping:
         callbacks.append(early_stopping)
     if has_validation and task.shows_examples and spec.train.tensorboard_examples:
-        sample = collect_sample(spec, preprocessor)
+        sample = collect_sample(spec, preprocessor, max_rows=task.example_sample_rows)
         callbacks.append(DataSummaries(folder.logs, sample, spec, spec.train.tensorboard_examples))
 
     started = time.time()

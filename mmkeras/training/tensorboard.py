@@ -18,6 +18,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from mmkeras.models.backbone import FUSED_EMBEDDING
 from mmkeras.reporting.plots import examples_figure, sprite_image
+from mmkeras.tasks import FusionTask
 
 EXAMPLES_DIR = "examples"
 SPRITE_SIZE = 32
@@ -58,7 +59,7 @@ class DataSummaries(keras.callbacks.Callback):
         return None
 
     def on_epoch_end(self, epoch, logs=None):
-        predictions = np.asarray(self.model.predict(self.sample.inputs, batch_size=256, verbose=0))
+        predictions = self.model.predict(self.sample.inputs, batch_size=256, verbose=0)
         summaries = self.model.epoch_summaries(self.sample, predictions)
         with self.writer.as_default():
             for name, png in summaries.images.items():
@@ -93,7 +94,8 @@ class DataSummaries(keras.callbacks.Callback):
             )
 
     def on_train_end(self, logs=None):
-        write_projector(self.log_dir, self.model.backbone, self.sample, self._picture_feature())
+        if isinstance(self.model, FusionTask):  # the fused embedding is what the projector shows
+            write_projector(self.log_dir, self.model.backbone, self.sample, self._picture_feature())
 
 
 def write_projector(log_dir, backbone, sample, picture_feature, max_rows=1000):
