@@ -23,6 +23,7 @@ from mmkeras.spec import Spec
 from mmkeras.tasks import CaptionTarget, build_task
 from mmkeras.tasks.beam_search import beam_search
 from mmkeras.training import train
+from tests.serving_helpers import b64, start_server, stop_server
 
 # A Markov chain over 6 ids: padding, OOV, two words, start, end.
 START, END, LENGTH = 4, 5, 5
@@ -217,13 +218,23 @@ def test_chinese_captions_train_evaluate_predict_export_and_serve(data_root, tmp
 
     exported = export_run(run.run_dir, str(tmp_path / "saved_models" / "captions"))
     assert exported.max_difference <= 1e-5  # the fresh process scores the beams as training did
-    serving = tf.saved_model.load(exported.path).signatures["serving_default"]
     source = load_run(run.run_dir)
     images = make_dataset(source.spec, "test", preprocessor=source.task.preprocessor, batch_size=4)
     expected = source.task.decode(source.task.predict_on_batch(next(iter(images))[0]))
     raw = [open(spec.resolve(row["image"]), "rb").read() for row in predicted[:4]]
-    served = serving(image=tf.constant(raw))
-    assert served["beams"].shape == (4, 3) and served["beam_scores"].shape == (4, 3)
-    assert [c.decode() for c in served["caption"].numpy()] == [c.decode() for c in expected["caption"]]
-    assert all(" " not in c.decode() for c in served["caption"].numpy())  # Chinese is written unspaced
+    with open(tmp_path / "server.log", "w") as log:
+        server = start_server(tmp_path / "saved_models", log)
+        try:
+            body = json.dumps({"instances": [{"image": b64(image)} for image in raw]}).encode()
+            status, answer = server.post("/v1/models/captions:predict", body)
+            broken = json.dumps({"instances": [{"image": b64(b"not a picture")}]}).encode()
+            broken_status, broken_answer = server.post("/v1/models/captions:predict", broken)
+        finally:
+            stop_server(server)
+    assert status == 200, answer
+    served = answer["predictions"]
+    assert [row["caption"] for row in served] == [c.decode() for c in expected["caption"]]
+    assert all(len(row["beams"]) == len(row["beam_scores"]) == 3 for row in served)
+    assert all(" " not in row["caption"] for row in served)  # Chinese is written unspaced
+    assert broken_status == 400 and "image" in broken_answer["error"], broken_answer
     json.dumps(report)  # the report is what metrics.json holds
