@@ -258,8 +258,9 @@ class Captioner(Task):
 
     def generated_words(self, images):
         """The best beam for each image, as a word list."""
-        tokens, _ = self.generate(images)
-        return [self.words(generated) for generated in np.asarray(tokens[:, 0])]
+        # Through the compiled predict step: an eager beam search runs op by op.
+        tokens = self.predict_on_batch({self.image_feature: images})["tokens"]
+        return [self.words(generated) for generated in tokens[:, 0]]
 
     def pooled_features(self, images):
         """The image encoder's pooled output for each image."""
