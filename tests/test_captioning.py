@@ -7,6 +7,7 @@ import json
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -165,13 +166,7 @@ def test_each_decoder_reads_only_the_tokens_so_far_and_survives_a_save(data_root
     np.testing.assert_allclose(task(changed).numpy()[0, :3], logits[0, :3], atol=1e-5)
     path = str(tmp_path / "captioner.keras")
     task.save(path)
-    np.testing.assert_allclose(load_run_task(path)(inputs).numpy(), logits, atol=1e-5)
-
-
-def load_run_task(path):
-    import keras
-
-    return keras.saving.load_model(path)
+    np.testing.assert_allclose(keras.saving.load_model(path)(inputs).numpy(), logits, atol=1e-5)
 
 
 @pytest.mark.long(90)
