@@ -8,7 +8,6 @@ position (teacher forcing) and generation reads position t of a prefix.
 """
 
 import keras
-import keras_hub
 from keras import ops
 
 
@@ -61,6 +60,8 @@ class TransformerCaptionDecoder(CaptionDecoder):
         dropout_rate=0.1,
         **kwargs,
     ):
+        import keras_hub  # imported here: it adds seconds to every process start
+
         super().__init__(vocabulary_size, sequence_length, **kwargs)
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
