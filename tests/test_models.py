@@ -28,6 +28,10 @@ FUSIONS = {
     "cross_attention": {"hidden_dim": 16, "num_heads": 2},
 }
 
+# The two fusions `test_mixed_precision` does not train under a 16-bit
+# policy train here under one, mirrored: every fusion meets both.
+MIRRORED_POLICY = {"tensor": "mixed_bfloat16", "cross_attention": "mixed_bfloat16"}
+
 
 def _spec_with_model(spec, tmp_path, model, **data_changes):
     data = spec.to_dict()["data"]
@@ -64,12 +68,19 @@ def test_every_fusion_trains_under_mirrored_strategy(
         "head": {"hidden_dims": [16]},
     }
     spec = _spec_with_model(quickstart_spec, tmp_path, model_section, batch_size=8)
+    policy = MIRRORED_POLICY.get(fusion, "float32")
     strategy = two_cpu_strategy()
-    with strategy.scope():
-        model = compiled_task(spec, quickstart_preprocessor)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            model = compiled_task(spec, quickstart_preprocessor)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.backbone.get_layer("fusion").dtype_policy.name == policy
     dataset = make_dataset(spec, "train", training=True, preprocessor=quickstart_preprocessor)
     history = model.fit(dataset, epochs=1, steps_per_epoch=4, verbose=0)
     assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
+    assert all(weight.dtype == "float32" for weight in model.weights)
     assert isinstance(model, Classifier) and "prediction" in [layer.name for layer in model.layers]
     names = [layer.name for layer in model.backbone.layers]
     assert {"caption_encoder", "image_encoder", "audio_encoder", "fusion", FUSED_EMBEDDING} <= set(names)
