@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from mmkeras.datasets import build_emoji
+from mmkeras.tasks.losses import SparseCrossentropy
 from mmkeras.training import train
 from mmkeras.training.callbacks import NaNGuard
 from mmkeras.training.strategy import choose_policy, configure_mixed_precision
@@ -56,8 +57,9 @@ def _data(quickstart_spec, folder, target_type="categorical"):
     return data
 
 
-def _train(folder, data, model, mixed_precision):
+def _train(folder, data, model, mixed_precision, label_smoothing=0.0):
     spec = write_spec(folder, data, model=model)
+    spec.train.label_smoothing = label_smoothing
     spec.train.epochs = 1
     spec.train.tensorboard_examples = 0
     spec.train.mixed_precision = mixed_precision
@@ -87,12 +89,16 @@ CASES = [
 
 
 @pytest.mark.parametrize("fusion, target_type, precision", CASES)
-def test_every_fusion_and_target_type_trains_under_mixed_precision(
+def test_every_target_type_trains_under_mixed_precision(
     quickstart_spec, tmp_path, fusion, target_type, precision
 ):
     model = {**SMALL_MODEL, "fusion": {"type": fusion, **FUSIONS[fusion]}}
-    result = _train(str(tmp_path), _data(quickstart_spec, str(tmp_path), target_type), model, precision)
+    data = _data(quickstart_spec, str(tmp_path), target_type)
+    # The categorical run smooths its labels: the sparse loss Keras lacks, in 16 bits.
+    smoothing = 0.1 if target_type == "categorical" else 0.0
+    result = _train(str(tmp_path), data, model, precision, label_smoothing=smoothing)
     _assert_trained_in(result, f"mixed_{precision}")
+    assert isinstance(result.task.loss, SparseCrossentropy) == (target_type == "categorical")
     # float16 needs loss scaling; bfloat16 has float32's range and does not.
     assert isinstance(result.task.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "float16")
     # The fused prediction and each modality's head.

@@ -24,6 +24,6 @@ from mmkeras.spec.data import (
     TargetSpec,
     TextFeature,
 )
-from mmkeras.spec.model import ModelSpec
+from mmkeras.spec.model import BalanceSpec, GenerationSpec, ModelSpec
 from mmkeras.spec.spec import Spec
 from mmkeras.spec.train import TrainSpec

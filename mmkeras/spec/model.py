@@ -117,6 +117,41 @@ class BalanceSpec:
 
 
 @dataclasses.dataclass
+class GenerationSpec:
+    """How a captioning model writes (`model.generation`).
+
+    Args:
+        beam_width: int. Captions kept at each step of the beam search; 1 is
+            greedy decoding (the most likely next token each time).
+        length_penalty: float. The finished beams are ranked by their
+            log-probability over `((5 + tokens) / 6) ** length_penalty`
+            (Wu et al., 2016): 0 favours short captions, larger values
+            longer ones.
+    """
+
+    beam_width: int = 3
+    length_penalty: float = 0.6
+    where: str = dataclasses.field(default="model.generation", repr=False, compare=False)
+
+    def __post_init__(self):
+        require(
+            isinstance(self.beam_width, int)
+            and not isinstance(self.beam_width, bool)
+            and self.beam_width >= 1,
+            self.where,
+            f"`beam_width` must be a whole number from 1 (greedy), got {self.beam_width!r}.",
+        )
+        require(
+            isinstance(self.length_penalty, (int, float))
+            and not isinstance(self.length_penalty, bool)
+            and self.length_penalty >= 0,
+            self.where,
+            f"`length_penalty` must be a number from 0, got {self.length_penalty!r}.",
+        )
+        self.length_penalty = float(self.length_penalty)
+
+
+@dataclasses.dataclass
 class ModelSpec:
     """Which encoder reads each feature, how they are fused, and the head.
 
@@ -135,6 +170,8 @@ class ModelSpec:
         projection_dim: int. Width of the shared space of a retrieval model.
         decoder: dict. A captioning model's decoder: `{type: transformer |
             lstm, **arguments}`; `transformer` when left out.
+        generation: GenerationSpec or dict. How a captioning model writes
+            (see `GenerationSpec`).
     """
 
     encoders: dict = dataclasses.field(default_factory=dict)
@@ -143,6 +180,7 @@ class ModelSpec:
     balance: BalanceSpec = dataclasses.field(default_factory=BalanceSpec)
     projection_dim: int = 128
     decoder: dict = dataclasses.field(default_factory=dict)
+    generation: GenerationSpec = dataclasses.field(default_factory=GenerationSpec)
     where: str = dataclasses.field(default="model", repr=False, compare=False)
 
     def __post_init__(self):
@@ -162,6 +200,8 @@ class ModelSpec:
             self.balance = from_mapping(BalanceSpec, self.balance or {}, f"{self.where}.balance")
         positive_number(self.projection_dim, self.where, "projection_dim")
         require(isinstance(self.decoder, dict), f"{self.where}.decoder", "must be a mapping.")
+        if not isinstance(self.generation, GenerationSpec):
+            self.generation = from_mapping(GenerationSpec, self.generation or {}, f"{self.where}.generation")
 
     def check_features(self, features):
         """Every encoder must name a feature, suit its modality and take the

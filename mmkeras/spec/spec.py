@@ -8,8 +8,8 @@ import yaml
 from mmkeras.errors import SpecError
 from mmkeras.spec.data import DataSpec
 from mmkeras.spec.fields import from_mapping, require
-from mmkeras.spec.model import ModelSpec
-from mmkeras.spec.train import AUTO, TrainSpec
+from mmkeras.spec.model import GenerationSpec, ModelSpec
+from mmkeras.spec.train import AUTO, SMOOTHABLE_TARGETS, TrainSpec
 
 
 @dataclasses.dataclass
@@ -56,6 +56,17 @@ class Spec:
             or (data.target is not None and data.target.type in ("categorical", "binary")),
             "train.class_weight",
             "only categorical and binary targets take class weights.",
+        )
+        require(
+            not train.label_smoothing or (data.target is not None and data.target.type in SMOOTHABLE_TARGETS),
+            "train.label_smoothing",
+            f"only {', '.join(SMOOTHABLE_TARGETS)} targets have labels to smooth; set it to 0.",
+        )
+        generates = data.target is not None and data.target.type == "sequence"
+        require(
+            generates or (not model.decoder and model.generation == GenerationSpec()),
+            "model",
+            "`decoder` and `generation` are a caption's (a `type: sequence` target); remove them.",
         )
         return cls(data=data, model=model, train=train, base_dir=os.path.abspath(base_dir))
 

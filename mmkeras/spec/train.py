@@ -7,6 +7,8 @@ from mmkeras.spec.fields import positive_number, require
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("auto", "on", "off", "float16", "bfloat16")
 SCHEDULES = ("constant", "cosine", "exponential")
+# Targets whose training labels `label_smoothing` can soften.
+SMOOTHABLE_TARGETS = ("categorical", "binary", "multilabel", "sequence")
 # Settings whose value depends on the data are written "auto" and resolved by
 # `mmkeras.training.defaults` when a run starts; the run folder's spec.yaml
 # holds the values used.
@@ -47,6 +49,11 @@ class TrainSpec:
             7.0; float32 elsewhere), "on" (float16), "float16",
             "bfloat16" or "off". Variables and outputs stay float32.
         strategy: str. "auto", "default", "mirrored" or "multi_worker".
+        label_smoothing: float. From 0 (none, the default) to below 1: the
+            training target of a categorical, binary, multi-label or caption
+            target keeps `1 - label_smoothing` on the true class (token) and
+            spreads the rest over every class, so the model is not pushed to
+            certainty on noisy labels.
         seed: int. Seeds weights, dropout and the pipeline.
         tensorboard_examples: int. Validation rows shown each epoch.
         profile_batches: list or None. `[first, last]` batches to profile.
@@ -63,6 +70,7 @@ class TrainSpec:
     class_weight: object | None = AUTO
     mixed_precision: str = "auto"
     strategy: str = "auto"
+    label_smoothing: float = 0.0
     seed: int = 1337
     tensorboard_examples: int = 16
     profile_batches: list | None = None
@@ -96,6 +104,14 @@ class TrainSpec:
             self.where,
             f"`warmup_epochs` must be auto or a number >= 0, got {self.warmup_epochs!r}.",
         )
+        require(
+            isinstance(self.label_smoothing, (int, float))
+            and not isinstance(self.label_smoothing, bool)
+            and 0 <= self.label_smoothing < 1,
+            self.where,
+            f"`label_smoothing` must be a number from 0 to below 1, got {self.label_smoothing!r}.",
+        )
+        self.label_smoothing = float(self.label_smoothing)
         patience = self.early_stopping_patience
         require(
             patience in (None, AUTO) or (isinstance(patience, int) and patience > 0),

@@ -11,6 +11,7 @@ from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 from mmkeras.reporting import metrics as reports
 from mmkeras.reporting import plots
 from mmkeras.tasks.fusion_task import FusionTask
+from mmkeras.tasks.losses import SparseCrossentropy
 from mmkeras.tasks.task import EpochSummaries, register_task
 
 MODES = ("categorical", "binary", "multilabel")
@@ -164,10 +165,12 @@ class Classifier(FusionTask):
     def labels(self):
         return self.preprocessor.target.labels
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
         if self.mode == "categorical":
+            if label_smoothing:
+                return SparseCrossentropy(label_smoothing)
             return keras.losses.SparseCategoricalCrossentropy()
-        return keras.losses.BinaryCrossentropy()
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
 
     def target_as_prediction(self, targets):
         if self.mode == "categorical":

@@ -222,7 +222,7 @@ class DualEncoder(Task):
             name="dual_encoder",
         )
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
         return None  # compute_loss is the contrastive loss
 
     def towers(self):

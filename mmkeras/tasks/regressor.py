@@ -80,7 +80,7 @@ class Regressor(FusionTask):
     def head_output(cls, target):
         return 1, None
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
         return keras.losses.MeanSquaredError()
 
     def default_metrics(self):

@@ -143,17 +143,19 @@ class Task(keras.Model):
         """The layer that encodes this task's raw targets (`data.target`), or None."""
         return None
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
+        """The task's loss; `label_smoothing` (`train.label_smoothing`) where it has labels."""
         raise NotImplementedError
 
     def default_metrics(self):
         return []
 
-    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs) -> None:
-        """`keras.Model.compile`, where "auto" is this task's own loss and metrics."""
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", label_smoothing=0.0, **kwargs) -> None:
+        """`keras.Model.compile`, where "auto" is this task's own loss (with
+        `label_smoothing`) and metrics."""
         super().compile(
             optimizer=optimizer,
-            loss=self.default_loss() if loss == "auto" else loss,
+            loss=self.default_loss(label_smoothing) if loss == "auto" else loss,
             metrics=self.default_metrics() if metrics == "auto" else metrics,
             **kwargs,
         )

@@ -184,7 +184,9 @@ def _train(spec, output_dir, overwrite, verbose):
     steps_per_epoch = _steps_per_epoch(spec)
     with strategy.scope():
         task = build_task(spec, preprocessor)
-        task.compile(optimizer=build_optimizer(spec.train, steps_per_epoch))
+        task.compile(
+            optimizer=build_optimizer(spec.train, steps_per_epoch), label_smoothing=spec.train.label_smoothing
+        )
     # Keras reads a distributed dataset's length per replica (with two replicas,
     # twice the steps there are), so with several replicas the data repeats and
     # fit is told the epoch's length.
