@@ -7,8 +7,17 @@ from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 from mmkeras.preprocessing.text import TextPreprocessor
 
 PAD_ID = 0
-# The scripts written without spaces: their tokens are joined without one.
-_UNSPACED_PAIR = r"([\p{Han}\p{Hiragana}\p{Katakana}]) ([\p{Han}\p{Hiragana}\p{Katakana}])"
+# The scripts written without spaces, with their punctuation (CJK symbols such
+# as 。 and the full-width forms such as ，): their tokens are joined without one.
+_UNSPACED = r"[\p{Han}\p{Hiragana}\p{Katakana}\x{3000}-\x{303F}\x{FF00}-\x{FFEF}]"
+_UNSPACED_PAIR = f"({_UNSPACED}) ({_UNSPACED})"
+
+
+def _close_unspaced(text):
+    """Space-joined tokens with the spaces between unspaced scripts' characters removed."""
+    for _ in range(2):  # two passes join every pair: "a b c" -> "ab c" -> "abc"
+        text = tf.strings.regex_replace(text, _UNSPACED_PAIR, r"\1\2")
+    return text
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -107,10 +116,11 @@ class CaptionTarget(PreprocessingLayer):
         ids = tf.convert_to_tensor(ids)
         before_end = tf.cumsum(tf.cast(ids == self.end_id, tf.int32), axis=1, exclusive=False) == 0
         kept = tf.ragged.boolean_mask(ids, before_end & (ids != PAD_ID))
-        text = tf.strings.reduce_join(tf.gather(tokens, kept), axis=1, separator=" ")
-        for _ in range(2):  # two passes join every pair: "a b c" -> "ab c" -> "abc"
-            text = tf.strings.regex_replace(text, _UNSPACED_PAIR, r"\1\2")
-        return text
+        return _close_unspaced(tf.strings.reduce_join(tf.gather(tokens, kept), axis=1, separator=" "))
+
+    def join(self, words):
+        """A caption's words (a list of str) as `to_text` writes them."""
+        return _close_unspaced(tf.constant(" ".join(words))).numpy().decode("utf-8")
 
     def get_config(self):
         config = super().get_config()

@@ -14,9 +14,12 @@ from mmkeras.reporting import plots
 from mmkeras.reporting.caption_metrics import cider_d, corpus_bleu
 from mmkeras.tasks.beam_search import beam_search
 from mmkeras.tasks.caption_target import PAD_ID, CaptionTarget
+from mmkeras.tasks.losses import SparseCrossentropy
 from mmkeras.tasks.task import EpochSummaries, Evaluation, ParityCase, Task, raw_signature, register_task
 
 HEADLINE = "cider_d"
+# Images in `evaluate`'s grid of generated captions (above) and a reference (below).
+GRID_IMAGES = 16
 # An out-of-vocabulary word of a reference: a word no generated token matches.
 _UNKNOWN_REFERENCE_WORD = "\x00unknown"
 
@@ -114,6 +117,8 @@ class Captioner(Task):
             build_encoder(images[0], spec, preprocessor),
             decoder,
             image_feature=images[0].name,
+            beam_width=spec.model.generation.beam_width,
+            length_penalty=spec.model.generation.length_penalty,
             preprocessor=preprocessor,
             name="captioner",
         )
@@ -129,13 +134,24 @@ class Captioner(Task):
             name="target",
         )
 
-    def default_loss(self):
+    def default_loss(self, label_smoothing=0.0):
+        if label_smoothing:
+            return SparseCrossentropy(label_smoothing, from_logits=True, ignore_class=PAD_ID)
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID)
 
     def default_metrics(self):
         return [TokenAccuracy()]
 
     # Generation.
+
+    def set_generation(self, beam_width=None, length_penalty=None):
+        """Writes with another beam width or length penalty from now on
+        (`predict`, `evaluate`, an export); None keeps the current value."""
+        if beam_width is not None:
+            self.beam_width = beam_width
+        if length_penalty is not None:
+            self.length_penalty = length_penalty
+        self.predict_function = None  # traced with the old values
 
     def generate(self, images):
         """Beam search from preprocessed images: (token ids `[batch, beams,
@@ -277,7 +293,13 @@ class Captioner(Task):
         every caption the split has for that image. References are as the
         target encodes them: standardised, cut at `max_length`, and a word
         outside the vocabulary is a word no generated caption can match."""
-        hypotheses, references, rows = self.per_image(dataset, self.generated_words)
+        pictures = []  # the first images, for the grid
+
+        def describe(images):
+            pictures.extend(np.asarray(images)[: GRID_IMAGES - len(pictures)])
+            return self.generated_words(images)
+
+        hypotheses, references, rows = self.per_image(dataset, describe)
         report = self.caption_scores(hypotheses, references)
         report.update({"images": len(hypotheses), "rows": rows, "headline": HEADLINE})
         figure = plots.bar_figure(
@@ -285,7 +307,13 @@ class Captioner(Task):
             "Caption metrics over the split",
             "score",
         )
-        return Evaluation(report, {"caption_metrics.png": figure})
+        join = self.preprocessor.target.join
+        grid = plots.examples_figure(
+            pictures,
+            [join(words) for words in hypotheses[: len(pictures)]],
+            [join(image_references[0]) for image_references in references[: len(pictures)]],
+        )
+        return Evaluation(report, {"caption_metrics.png": figure, "captions.png": grid})
 
     def get_config(self):
         config = super().get_config()
