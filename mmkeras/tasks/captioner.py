@@ -18,6 +18,8 @@ from mmkeras.tasks.losses import SparseCrossentropy
 from mmkeras.tasks.task import EpochSummaries, Evaluation, ParityCase, Task, raw_signature, register_task
 
 HEADLINE = "cider_d"
+# Images generated for at once in `evaluate` (the last batch padded to it).
+GENERATION_BATCH = 32
 # Images in `evaluate`'s grid of generated captions (above) and a reference (below).
 GRID_IMAGES = 16
 # An out-of-vocabulary word of a reference: a word no generated token matches.
@@ -274,9 +276,17 @@ class Captioner(Task):
 
     def generated_words(self, images):
         """The best beam for each image, as a word list."""
-        # Through the compiled predict step: an eager beam search runs op by op.
-        tokens = self.predict_on_batch({self.image_feature: images})["tokens"]
-        return [self.words(generated) for generated in tokens[:, 0]]
+        # Through the compiled predict step (an eager beam search runs op by op),
+        # always GENERATION_BATCH images at once: each new batch size would
+        # trace the whole search again, which costs seconds.
+        words = []
+        for start in range(0, len(images), GENERATION_BATCH):
+            chunk = images[start : start + GENERATION_BATCH]
+            count = len(chunk)
+            padded = tf.concat([chunk, tf.repeat(chunk[-1:], GENERATION_BATCH - count, axis=0)], axis=0)
+            tokens = self.predict_on_batch({self.image_feature: padded})["tokens"][:count]
+            words.extend(self.words(generated) for generated in tokens[:, 0])
+        return words
 
     def pooled_features(self, images):
         """The image encoder's pooled output for each image."""
