@@ -316,7 +316,7 @@ def _history_epochs(path):
 def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tmp_path):
     # A cosine schedule ends each run in a settled state, so two runs compare.
     spec_path = write_train_spec(
-        os.path.join(quickstart_dir, "spec.yaml"), epochs=5, seed=7, schedule="cosine"
+        os.path.join(quickstart_dir, "spec.yaml"), epochs=4, seed=7, schedule="cosine"
     )
     spec = Spec.from_yaml(spec_path)
     import yaml
@@ -345,12 +345,12 @@ def test_killed_training_resumes_from_the_last_finished_epoch(quickstart_dir, tm
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished_before_kill = _history_epochs(history)
-    assert 2 <= len(finished_before_kill) < 5, finished_before_kill
+    assert 2 <= len(finished_before_kill) < 4, finished_before_kill
     assert os.path.isdir(os.path.join(run_dir, "backup"))
 
     resumed = subprocess.run(command, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _history_epochs(history) == [0, 1, 2, 3, 4]  # no epoch repeated, none missing
+    assert _history_epochs(history) == [0, 1, 2, 3]  # no epoch repeated, none missing
     resumed_accuracy = json.load(open(os.path.join(run_dir, "metrics.json")))["accuracy"]
 
     straight = subprocess.run(command[:-1] + [str(tmp_path / "straight")], capture_output=True, text=True)
