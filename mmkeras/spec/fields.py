@@ -45,3 +45,13 @@ def positive_number(value, where, name):
         where,
         f"`{name}` must be a positive number, got {value!r}.",
     )
+
+
+def non_negative_number(value, where, name):
+    """`value` as a float, if it is a number from 0."""
+    require(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+        where,
+        f"`{name}` must be a number from 0, got {value!r}.",
+    )
+    return float(value)

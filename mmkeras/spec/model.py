@@ -3,7 +3,7 @@
 import dataclasses
 
 from mmkeras.layers.registry import check_model_section
-from mmkeras.spec.fields import from_mapping, positive_number, require
+from mmkeras.spec.fields import from_mapping, non_negative_number, positive_number, require
 
 HEAD_FIELDS = ("hidden_dims", "dropout_rate")
 # On-the-fly gradient modulation, without and with its gradient noise (GE).
@@ -70,14 +70,7 @@ class BalanceSpec:
     def __post_init__(self):
         require(isinstance(self.unimodal_heads, bool), self.where, "`unimodal_heads` must be true or false.")
         require(isinstance(self.switch_off, bool), self.where, "`switch_off` must be true or false.")
-        require(
-            isinstance(self.head_weight, (int, float))
-            and not isinstance(self.head_weight, bool)
-            and self.head_weight >= 0,
-            self.where,
-            f"`head_weight` must be a number from 0, got {self.head_weight!r}.",
-        )
-        self.head_weight = float(self.head_weight)
+        self.head_weight = non_negative_number(self.head_weight, self.where, "head_weight")
         methods = ", ".join(BALANCE_METHODS)
         require(
             self.method in BALANCE_METHODS,
@@ -141,14 +134,7 @@ class GenerationSpec:
             self.where,
             f"`beam_width` must be a whole number from 1 (greedy), got {self.beam_width!r}.",
         )
-        require(
-            isinstance(self.length_penalty, (int, float))
-            and not isinstance(self.length_penalty, bool)
-            and self.length_penalty >= 0,
-            self.where,
-            f"`length_penalty` must be a number from 0, got {self.length_penalty!r}.",
-        )
-        self.length_penalty = float(self.length_penalty)
+        self.length_penalty = non_negative_number(self.length_penalty, self.where, "length_penalty")
 
 
 @dataclasses.dataclass
