@@ -306,7 +306,8 @@ class Captioner(Task):
         pictures = []  # the first images, for the grid
 
         def describe(images):
-            pictures.extend(np.asarray(images)[: GRID_IMAGES - len(pictures)])
+            if len(pictures) < GRID_IMAGES:
+                pictures.extend(np.asarray(images[: GRID_IMAGES - len(pictures)]))
             return self.generated_words(images)
 
         hypotheses, references, rows = self.per_image(dataset, describe)
