@@ -253,6 +253,38 @@ def test_skip_policy_trains_on_the_good_rows_only(bad_spec, caplog):
     assert [preprocessor.target.labels[r["target"]] for r in rows] == ["cat", "dog"]
 
 
+def test_a_later_process_reuses_the_bad_rows_found_until_a_file_changes(bad_spec, tmp_path, monkeypatch):
+    from mmkeras.data import dataset
+
+    monkeypatch.setenv("MMKERAS_CACHE", str(tmp_path / "cache"))
+    checks = []
+    check_split = dataset.check_split
+    monkeypatch.setattr(dataset, "check_split", lambda *a, **k: checks.append(a[1]) or check_split(*a, **k))
+
+    def in_a_new_process():
+        monkeypatch.setattr(dataset, "_checks_cache", {})
+        monkeypatch.setattr(dataset, "_bad_records_cache", {})
+        return dataset.bad_records(bad_spec, "train", progress=False)
+
+    found = in_a_new_process()
+    assert len(found) == 9 and checks == ["train"]
+    assert in_a_new_process() == found and checks == ["train"]  # read from the cache, not checked
+    # The good picture of line 12 is replaced by a broken one: checked again, and named.
+    (tmp_path / "broken.png").write_bytes(b"no picture either")
+    manifest = bad_spec.resolve("train.csv")
+    lines = open(manifest, "rb").read().split(b"\n")
+    caption, _, audio, label = lines[11].split(b",")  # line 12 of the file
+    lines[11] = b",".join([caption, b"broken.png", audio, label])
+    open(manifest, "wb").write(b"\n".join(lines))
+    again = in_a_new_process()
+    assert checks == ["train", "train"] and len(again) == 10
+    assert any(r.location.endswith("train.csv:12") and r.column == "image" for r in again)
+    # A file the rows name changes, the manifest does not: checked again too.
+    (tmp_path / "broken.png").write_bytes(open(bad_spec.resolve("empty.png"), "rb").read())
+    assert any("zero-byte" in r.reason for r in in_a_new_process() if r.location.endswith(":12"))
+    assert checks == ["train"] * 3
+
+
 def test_emoji_dataset(data_root, tmp_path):
     spec = build_emoji(str(tmp_path), data_root_dir=data_root)
     train, test = open_split(spec, "train"), open_split(spec, "test")

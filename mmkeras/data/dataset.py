@@ -7,6 +7,7 @@ import os
 import tensorflow as tf
 
 from mmkeras.data.check import check_split
+from mmkeras.data.check_cache import check_key, load_bad_records, save_bad_records
 from mmkeras.data.manifest import TARGET_KEY
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadRecordError
@@ -16,6 +17,7 @@ from mmkeras.tasks import task_class
 logger = logging.getLogger("mmkeras")
 
 _checks_cache = {}
+_bad_records_cache = {}
 
 
 def _cache_key(spec, split):
@@ -33,8 +35,17 @@ def checked_split(spec, split, progress=True):
 
 
 def bad_records(spec, split, progress=True):
-    """The BadRecords of `split` (see `checked_split`)."""
-    return checked_split(spec, split, progress).bad
+    """The BadRecords of `split`: kept from an earlier check of the same data
+    (`check_cache`, by this process or another), else checked now."""
+    memo = _cache_key(spec, split)
+    if memo not in _bad_records_cache:
+        key = check_key(spec, split, open_split(spec, split))
+        records = load_bad_records(key)
+        if records is None:
+            records = checked_split(spec, split, progress).bad
+            save_bad_records(key, records)
+        _bad_records_cache[memo] = records
+    return _bad_records_cache[memo]
 
 
 def bad_rows(spec, split, progress=True):
