@@ -126,5 +126,5 @@ def build_quickstart(output_dir, num_rows=600, seed=0):
             "fusion": {"type": "concat", "projection_dim": 32},
             "head": {"hidden_dims": [64], "dropout_rate": 0.2},
         },
-        train={"epochs": 12, "learning_rate": 0.003, "seed": seed},
+        train={"epochs": 8, "learning_rate": 0.003, "seed": seed},
     )
