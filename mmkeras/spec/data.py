@@ -361,12 +361,18 @@ class SequenceSettings:
         split: str. "words" (between spaces, and each Chinese or Japanese
             character a word of its own), "whitespace" or "character".
         standardize: str or None. `TextVectorization` standardization.
+        tokenizer: str or None. A local KerasHub preset folder whose tokenizer
+            (and its start, end and padding tokens) replaces the learned
+            vocabulary; `max_tokens`, `split` and `standardize` are then
+            unused. Its padding id must be 0, as BERT-family tokenizers'
+            is. Relative paths resolve against the spec's folder.
     """
 
     max_length: int = 20
     max_tokens: int = 5000
     split: str = "words"
     standardize: str | None = "lower_and_strip_punctuation"
+    tokenizer: str | None = None
     where: str = dataclasses.field(default="data.target.sequence", repr=False, compare=False)
 
     def __post_init__(self):

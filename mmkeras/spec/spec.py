@@ -108,9 +108,10 @@ class Spec:
             for key in ("train", "validation", "test", "cache"):
                 if data.get(key) and data.get(key) != "memory":
                     data[key] = self.resolve(data[key])
-            for feature in data["features"]:
-                if feature.get("tokenizer"):
-                    feature["tokenizer"] = self.resolve(feature["tokenizer"])
+            sequence = (data.get("target") or {}).get("sequence") or {}
+            for section in [*data["features"], sequence]:
+                if section.get("tokenizer"):
+                    section["tokenizer"] = self.resolve(section["tokenizer"])
         return mapping
 
     def to_yaml(self, path, absolute_paths=False):

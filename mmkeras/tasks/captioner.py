@@ -126,13 +126,14 @@ class Captioner(Task):
         )
 
     @classmethod
-    def target_encoder(cls, target):
-        settings = target.sequence
+    def target_encoder(cls, spec):
+        settings = spec.data.target.sequence
         return CaptionTarget(
             max_length=settings.max_length,
             max_tokens=settings.max_tokens,
             split=settings.split,
             standardize=settings.standardize,
+            tokenizer_preset=spec.resolve(settings.tokenizer),
             name="target",
         )
 
@@ -232,19 +233,6 @@ class Captioner(Task):
     def headline(self, report):
         return HEADLINE, report[HEADLINE]
 
-    def words(self, ids, unknown="[UNK]"):
-        """Token ids (after the start token) to the caption's words, up to the
-        end token; `unknown` stands for the out-of-vocabulary id."""
-        vocabulary = ["", unknown, *self.preprocessor.target.vocabulary]
-        end = self.preprocessor.target.end_id
-        words = []
-        for token in ids:
-            if token == end:
-                break
-            if token != PAD_ID and token < len(vocabulary):
-                words.append(vocabulary[token])
-        return words
-
     def per_image(self, dataset, describe):
         """One pass over `(inputs, next tokens)` batches, rows with the same
         preprocessed picture taken as one image.
@@ -258,6 +246,7 @@ class Captioner(Task):
             (`describe`'s value per image, the image's reference captions as
             word lists, the number of rows), images in first-seen order.
         """
+        encoder = self.preprocessor.target
         index, described, references = {}, [], []
         rows = 0
         for inputs, target in dataset:
@@ -270,7 +259,7 @@ class Captioner(Task):
                     described.append(value)
                     references.append([])
             for key, reference in zip(keys, np.asarray(target)):
-                references[index[key]].append(self.words(reference, _UNKNOWN_REFERENCE_WORD))
+                references[index[key]].append(encoder.words(reference, _UNKNOWN_REFERENCE_WORD))
             rows += len(keys)
         return described, references, rows
 
@@ -285,7 +274,7 @@ class Captioner(Task):
             count = len(chunk)
             padded = tf.concat([chunk, tf.repeat(chunk[-1:], GENERATION_BATCH - count, axis=0)], axis=0)
             tokens = self.predict_on_batch({self.image_feature: padded})["tokens"][:count]
-            words.extend(self.words(generated) for generated in tokens[:, 0])
+            words.extend(self.preprocessor.target.words(generated) for generated in tokens[:, 0])
         return words
 
     def pooled_features(self, images):

@@ -146,7 +146,8 @@ class Classifier(FusionTask):
     stratifies_splits = True
 
     @classmethod
-    def target_encoder(cls, target):
+    def target_encoder(cls, spec):
+        target = spec.data.target
         return LabelEncoder(mode=target.type, labels=target.labels, sep=target.sep, name="target")
 
     @classmethod

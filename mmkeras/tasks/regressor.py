@@ -73,7 +73,7 @@ class Regressor(FusionTask):
     higher_is_better = False
 
     @classmethod
-    def target_encoder(cls, target):
+    def target_encoder(cls, spec):
         return NumericTarget(name="target")
 
     @classmethod

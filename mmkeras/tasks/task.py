@@ -139,8 +139,8 @@ class Task(keras.Model):
         raise NotImplementedError
 
     @classmethod
-    def target_encoder(cls, target):
-        """The layer that encodes this task's raw targets (`data.target`), or None."""
+    def target_encoder(cls, spec):
+        """The layer that encodes this task's raw targets (`spec.data.target`), or None."""
         return None
 
     def default_loss(self, label_smoothing=0.0):
