@@ -7,6 +7,10 @@ import sys
 import threading
 
 QUICKSTART_DATASETS = ("quickstart", "avmnist", "emoji")
+# The real datasets `mmkeras data build` writes (`mmkeras.datasets.build_<name>`).
+BUILT_DATASETS = ("avmnist", "emoji", "flickr8k", "ham10000")
+# Its options, each passed to the builder only when given (and only if it takes it).
+BUILD_OPTIONS = ("task", "language", "fraction", "image_size", "shortcut", "seed")
 
 
 def _load_spec(path):
@@ -113,6 +117,35 @@ def cmd_data_check(args):
     spec = _load_spec(args.spec)
     bad = print_check_report(check_spec(spec, progress=not args.quiet), spec)
     return 1 if bad and spec.data.on_bad_record == "error" else 0
+
+
+def cmd_data_build(args):
+    import inspect
+
+    from mmkeras import datasets
+    from mmkeras.errors import MMKerasError
+
+    builder = getattr(datasets, f"build_{args.dataset}")
+    options = {name: getattr(args, name) for name in BUILD_OPTIONS if getattr(args, name) is not None}
+    takes = [name for name in BUILD_OPTIONS if name in inspect.signature(builder).parameters]
+    unknown = [name for name in options if name not in takes]
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in takes)
+        raise MMKerasError(
+            f"{args.dataset} takes no {', '.join('--' + n.replace('_', '-') for n in unknown)}; "
+            f"its options: {flags}."
+        )
+    try:
+        spec = builder(args.output_dir, data_root_dir=args.data_root, **options)
+    except ValueError as error:  # a builder's own check of an option's value
+        raise MMKerasError(f"{args.dataset}: {error}") from None
+    spec_path = os.path.join(args.output_dir, "spec.yaml")
+    target = spec.data.target
+    print(f"Wrote the {args.dataset} manifests and {spec_path}")
+    print(f"  features: {', '.join(f'{f.name} ({f.modality})' for f in spec.data.features)}")
+    print(f"  target:   {f'{target.column} ({target.type})' if target else 'none (pairs to retrieve)'}")
+    print(f"Train it:   mmkeras train {spec_path} --output-dir runs/{args.dataset}")
+    return 0
 
 
 def cmd_data_to_tfrecord(args):
@@ -348,7 +381,7 @@ def build_parser():
 
     data = commands.add_parser(
         "data",
-        help="check a dataset, or convert it to TFRecords",
+        help="build a real dataset, check a dataset, or convert it to TFRecords",
         description="Work with the data a spec describes.",
     )
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -365,6 +398,33 @@ def build_parser():
     check.add_argument("spec", help="the spec YAML file")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     check.set_defaults(run=cmd_data_check)
+
+    build = data_commands.add_parser(
+        "build",
+        help="write one of the real datasets as files, manifests and a spec",
+        description="Write one of the real datasets of the data folder ($MMKERAS_DATA) as "
+        "manifests (CSV) and a spec.yaml that trains on them: avmnist (MNIST digits paired "
+        "with spoken digits), emoji (names and pictures), flickr8k (photographs with English "
+        "or Chinese captions: retrieval or captioning) or ham10000 (skin-lesion pictures and "
+        "patient records). Splits keep each recording, photograph or lesion on one side. "
+        "The options a dataset does not take are refused by name.",
+    )
+    build.add_argument("dataset", choices=BUILT_DATASETS, help="which dataset")
+    build.add_argument("--output-dir", required=True, help="where the manifests and spec.yaml go")
+    build.add_argument("--data-root", help="the data folder (default: $MMKERAS_DATA)")
+    build.add_argument(
+        "--task", help="emoji: category, subcategory or retrieval; flickr8k: retrieval or captioning"
+    )
+    build.add_argument("--language", choices=("en", "zh"), help="flickr8k: the captions' language")
+    build.add_argument("--fraction", type=float, help="keep this share of the photographs, names or lesions")
+    build.add_argument("--image-size", type=int, help="flickr8k, ham10000: square picture size")
+    build.add_argument(
+        "--shortcut",
+        type=float,
+        help="avmnist, emoji: add a `note` word naming the label in this share of the training rows",
+    )
+    build.add_argument("--seed", type=int, help="seeds the split (default 0)")
+    build.set_defaults(run=cmd_data_build)
 
     to_tfrecord = data_commands.add_parser(
         "to-tfrecord",

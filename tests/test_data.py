@@ -18,6 +18,7 @@ from mmkeras.datasets import build_avmnist, build_emoji, build_flickr8k, build_h
 from mmkeras.datasets.files import write_wav
 from mmkeras.datasets.shortcut import note_word
 from mmkeras.errors import BadRecordError
+from mmkeras.spec import Spec
 from tests.conftest import two_cpu_strategy, write_spec
 
 SPLITS = ("train", "validation", "test")
@@ -443,7 +444,8 @@ def test_every_command_has_help_that_explains_each_option():
     result = _mmkeras("--help")  # the installed command, in a process of its own
     assert result.returncode == 0 and "usage: mmkeras" in result.stdout
     commands = dict(_commands(build_parser()))
-    assert {("train",), ("serve",), ("data", "check"), ("data", "to-tfrecord")} <= set(commands)
+    expected = {("train",), ("serve",), ("data", "build"), ("data", "check"), ("data", "to-tfrecord")}
+    assert expected <= set(commands)
     for words, parser in commands.items():
         assert parser.format_help().startswith(f"usage: {' '.join(('mmkeras', *words))}"), words
         assert parser.description, f"`mmkeras {' '.join(words)}` has no description"
@@ -452,6 +454,27 @@ def test_every_command_has_help_that_explains_each_option():
                 assert all(choice.help for choice in action._choices_actions), words
             else:
                 assert action.help, f"`mmkeras {' '.join(words)}`: `{action.dest}` is not explained"
+
+
+def test_data_build_writes_a_real_dataset_and_refuses_options_it_does_not_take(data_root, tmp_path, capsys):
+    from mmkeras.cli import main
+
+    folder = tmp_path / "captions"
+    argv = ["data", "build", "flickr8k", "--output-dir", str(folder), "--data-root", data_root]
+    assert main([*argv, "--task", "captioning", "--language", "zh", "--fraction", "0.05"]) == 0
+    spec = Spec.from_yaml(str(folder / "spec.yaml"))
+    assert spec.data.target.type == "sequence" and [f.name for f in spec.data.features] == ["image"]
+    with open(folder / "train.csv", encoding="utf-8") as f:
+        caption = next(csv.DictReader(f))["caption"]
+    assert re.search("[\u4e00-\u9fff]", caption), caption  # the Chinese captions
+    assert f"mmkeras train {folder / 'spec.yaml'}" in capsys.readouterr().out
+    assert main(["data", "build", "ham10000", "--output-dir", str(tmp_path / "h"), "--shortcut", "0.9"]) == 2
+    assert "error: ham10000 takes no --shortcut; its options: --fraction, --image-size, --seed." in (
+        capsys.readouterr().err
+    )
+    assert main([*argv, "--task", "translation"]) == 2
+    assert "flickr8k: task must be one of retrieval, captioning, got 'translation'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "h")
 
 
 def test_spec_error_is_reported_without_a_traceback(tmp_path):
