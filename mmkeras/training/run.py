@@ -279,9 +279,13 @@ def _train(spec, output_dir, overwrite, verbose):
         write_hparams(folder.logs, spec, {k: v for k, v in metrics.items() if math.isfinite(v)})
         report = dict(metrics)
         if has_validation and task.unimodal_heads:
-            # A worker's model predicts only beside the other workers: score the saved one.
-            scored = load_task(folder.model) if multi_worker else task
-            fusion_check = report["fusion_check"] = _fusion_check(scored, spec)
+            # A worker's model predicts only beside the other workers, on distributed
+            # data: the chief scores the saved model on the whole split.
+            if multi_worker:
+                fusion_check = _fusion_check(load_task(folder.model), spec)
+            else:
+                fusion_check = _fusion_check(task, spec, validation_data)
+            report["fusion_check"] = fusion_check
         if switched_off:
             report["switched_off"] = switched_off
         frozen = _frozen_in_training(folder.read_history(), task.feature_names) if task.unimodal_heads else []
@@ -341,10 +345,12 @@ def _encoded_targets(spec, split, preprocessor):
     return np.asarray(preprocessor.target(good))
 
 
-def _fusion_check(task, spec):
-    """The fused model against its unimodal heads on the validation split,
-    with a warning when one of them does better on its own."""
-    validation = make_dataset(spec, "validation", preprocessor=task.preprocessor)
+def _fusion_check(task, spec, validation=None):
+    """The fused model against its unimodal heads on the validation split
+    (`validation`, the dataset training validated on, whose decoded rows
+    may be cached already), with a warning when one of them does better on its own."""
+    if validation is None:
+        validation = make_dataset(spec, "validation", preprocessor=task.preprocessor)
     check = task.check_fusion(validation)
     if check["message"]:
         logger.warning("On the validation split, %s", check["message"])
