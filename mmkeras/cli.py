@@ -119,6 +119,11 @@ def cmd_data_check(args):
     return 1 if bad and spec.data.on_bad_record == "error" else 0
 
 
+def _flags(names):
+    """Option names as the command line spells them: `image_size` is `--image-size`."""
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
 def cmd_data_build(args):
     import inspect
 
@@ -130,11 +135,7 @@ def cmd_data_build(args):
     takes = [name for name in BUILD_OPTIONS if name in inspect.signature(builder).parameters]
     unknown = [name for name in options if name not in takes]
     if unknown:
-        flags = ", ".join("--" + name.replace("_", "-") for name in takes)
-        raise MMKerasError(
-            f"{args.dataset} takes no {', '.join('--' + n.replace('_', '-') for n in unknown)}; "
-            f"its options: {flags}."
-        )
+        raise MMKerasError(f"{args.dataset} takes no {_flags(unknown)}; its options: {_flags(takes)}.")
     try:
         spec = builder(args.output_dir, data_root_dir=args.data_root, **options)
     except ValueError as error:  # a builder's own check of an option's value
