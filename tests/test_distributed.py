@@ -18,6 +18,7 @@ from mmkeras.data import build_preprocessor, make_dataset
 from mmkeras.datasets import build_quickstart
 from mmkeras.run_folder import load_run
 from mmkeras.spec import Spec
+from mmkeras.training.run import _class_weight
 from tests.training_helpers import SMALL_MODEL, finish_workers, run_cli, start_workers, write_train_spec
 
 # Weighting one class of four makes a weighted loss about 1.7x an unweighted one,
@@ -102,14 +103,23 @@ def test_default_mirrored_and_multi_worker_agree_on_the_first_epoch(quickstart_d
             assert abs(float(row[name]) - float(default[name])) <= 0.15, (strategy, name, row, default)
 
     # The multi-worker metrics are reduced over both workers: exactly what one
-    # process measures on the whole validation split with the saved model.
+    # process measures on the whole validation split with the saved model,
+    # its loss weighed by class as training weighs it.
     run = load_run(run_dir)
-    expected = run.task.evaluate(
-        make_dataset(run.spec, "validation", preprocessor=run.task.preprocessor), return_dict=True, verbose=0
+    preprocessor = run.task.preprocessor
+    weights = _class_weight(run.spec, preprocessor)
+    expected, unweighted = (
+        run.task.evaluate(
+            make_dataset(run.spec, "validation", preprocessor=preprocessor, class_weight=class_weight),
+            return_dict=True,
+            verbose=0,
+        )
+        for class_weight in (weights, None)
     )
     reported = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert reported["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
     assert reported["loss"] == pytest.approx(expected["loss"], rel=1e-3)
+    assert reported["loss"] != pytest.approx(unweighted["loss"], rel=1e-2)
 
 
 @pytest.mark.long(160)

@@ -23,6 +23,7 @@ from mmkeras.tasks import build_task
 from mmkeras.tasks.update_modulation import modulate_updates, ogm_coefficients
 from mmkeras.training import train
 from mmkeras.training.modality_dynamics import (
+    BEATEN_SHARE,
     LEARNED_SHARE,
     MAX_HEAD_FACTOR,
     NO_BETTER_SHARE,
@@ -156,13 +157,51 @@ def test_switch_off_waits_for_two_shortcut_epochs_and_keeps_the_last_modality(sh
         assert _epoch_end(switch, both, epoch)["image_on"] == 1.0
 
 
-def test_the_constant_prediction_is_the_training_class_shares(shortcut_dir):
+def test_a_head_that_once_beat_the_constant_is_overfitting_not_a_shortcut(shortcut_dir):
+    spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
+    task = build_task(spec, build_preprocessor(spec, progress=False))
+    learned = LEARNED_SHARE - 0.05
+    climbing = [NO_BETTER_SHARE + 0.1 * epoch for epoch in range(4)]
+    # Below BEATEN_SHARE of the constant once, then climbing above it: kept.
+    switch = SwitchOff(task.backbone, constant_loss=1.0)
+    _epoch_end(switch, {"image": (0.5, 0.8), "note": (learned, BEATEN_SHARE - 0.01)}, epoch=0)
+    for epoch, validation in enumerate(climbing, start=1):
+        assert (
+            _epoch_end(switch, {"image": (0.5, 0.8), "note": (learned, validation)}, epoch)["note_on"] == 1.0
+        )
+    # The same climb, the head's earlier best read from a resumed run's history: kept.
+    resumed = SwitchOff(
+        task.backbone, 1.0, history={"val_note_loss": [BEATEN_SHARE - 0.01], "val_image_loss": [0.8]}
+    )
+    for epoch, validation in enumerate(climbing, start=1):
+        assert (
+            _epoch_end(resumed, {"image": (0.5, 0.8), "note": (learned, validation)}, epoch)["note_on"] == 1.0
+        )
+    # Never below BEATEN_SHARE: the same climb switches it off.
+    fresh = SwitchOff(task.backbone, constant_loss=1.0)
+    _epoch_end(fresh, {"image": (0.5, 0.8), "note": (learned, BEATEN_SHARE + 0.01)}, epoch=0)
+    states = [
+        _epoch_end(fresh, {"image": (0.5, 0.8), "note": (learned, validation)}, epoch)["note_on"]
+        for epoch, validation in enumerate(climbing, start=1)
+    ]
+    assert states[-1] == 0.0 and task.backbone.switched_off == ["note"], states
+
+
+def test_the_constant_prediction_is_the_training_class_shares_weighed_as_training_weighs_them(shortcut_dir):
     spec = Spec.from_yaml(os.path.join(shortcut_dir, "spec.yaml"))
     task = build_task(spec, build_preprocessor(spec, progress=False))
     task.compile()  # the loss it scores with
     # Half class 0, half class 1 in training: 0.5 on each, whatever the row.
     loss = task.constant_loss(np.array([0, 0, 1, 1]), np.array([0, 1, 1]))
     assert loss == pytest.approx(np.log(2), rel=1e-4)
+    # Weighed by class as training weighs rows: class 1, one row in four
+    # weighing three times as much, has half the weight and half the share;
+    # the loss weighs each row the same way (Keras: the sum over the rows).
+    weights = {0: 1.0, 1: 3.0}
+    loss = task.constant_loss(np.array([0, 0, 0, 1]), np.array([0, 1]), weights)
+    assert loss == pytest.approx((1.0 + 3.0) * np.log(2) / 2, rel=1e-4)
+    unweighted = task.constant_loss(np.array([0, 0, 0, 1]), np.array([0, 1]))
+    assert unweighted == pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2, rel=1e-4)
 
 
 def test_a_shortcut_is_switched_off_in_training_and_in_the_saved_model(shortcut_dir, tmp_path):

@@ -43,7 +43,9 @@ class TrainSpec:
         class_weight: str, dict or None. "auto" weights classes by inverse
             frequency when the training split is imbalanced (largest class
             at least `IMBALANCE_RATIO` times the smallest), "balanced"
-            always does, None never; or `{label: weight}`.
+            always does, None never; or `{label: weight}`. The validation
+            loss, which picks the best epoch and stops early, is weighed
+            the same way.
         mixed_precision: str. "auto" (16-bit compute on a GPU that has fast
             16-bit math: bfloat16 from compute capability 8.0, float16 from
             7.0; float32 elsewhere), "on" (float16), "float16",

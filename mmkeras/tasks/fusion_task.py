@@ -238,13 +238,17 @@ class FusionTask(Task):
     def loss_to_monitor(self):
         return f"{FUSED}_loss" if self.unimodal_heads else "loss"
 
-    def constant_loss(self, train_targets, targets):
+    def constant_loss(self, train_targets, targets, class_weight=None):
         """The loss on `targets` of always predicting the mean training target
         (the class shares; the mean value): what a head that learned nothing
-        from its modality scores. Both are encoded targets."""
-        constant = np.mean(self.target_as_prediction(train_targets), axis=0)
+        from its modality scores. Both are encoded targets. With
+        `class_weight` ({class index: weight}, as training weighs rows) the
+        shares and the loss are weighed by it, as a head trained with those
+        weights learns and is scored (inverse frequencies: uniform shares)."""
+        train_weights, weights = (_row_weights(t, class_weight) for t in (train_targets, targets))
+        constant = np.average(self.target_as_prediction(train_targets), axis=0, weights=train_weights)
         predictions = np.tile(constant, (len(targets), 1))
-        return float(keras.losses.get(self.loss)(targets, predictions))
+        return float(keras.losses.get(self.loss)(targets, predictions, sample_weight=weights))
 
     def target_as_prediction(self, targets):
         """Encoded targets in the form of predictions (`[rows, outputs]`)."""
@@ -324,7 +328,7 @@ class FusionTask(Task):
         features = self.feature_names
         targets, predictions = [], [[] for _ in range(len(features) + 1)]
         heads = {feature: [] for feature in features} if self.unimodal_heads else {}
-        for inputs, target in dataset:
+        for inputs, target, *_ in dataset:  # a class-weighted split's batches also carry weights
             targets.append(np.asarray(target))
             fused, alone = self.predict_with_heads(inputs)
             predictions[0].append(fused)
@@ -367,7 +371,7 @@ class FusionTask(Task):
         """`fusion_check` on the rows of `dataset`, in one pass and no more:
         no ablation, no figures (what training ends with)."""
         targets, fused, heads = [], [], {feature: [] for feature in self.feature_names}
-        for inputs, target in dataset:
+        for inputs, target, *_ in dataset:  # a class-weighted split's batches also carry weights
             targets.append(np.asarray(target))
             prediction, alone = self.predict_with_heads(inputs)
             fused.append(prediction)
@@ -429,3 +433,10 @@ class FusionTask(Task):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return super().from_config(config)
+
+
+def _row_weights(targets, class_weight):
+    """Each encoded class target's weight, or None without class weights."""
+    if not class_weight:
+        return None
+    return np.array([class_weight[int(target)] for target in np.asarray(targets).reshape(-1)], np.float32)

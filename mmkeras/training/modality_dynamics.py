@@ -151,6 +151,10 @@ class GradientBlending(keras.callbacks.Callback):
 # (a little below 1: a head that learned nothing still wobbles around it).
 LEARNED_SHARE = 0.9
 NO_BETTER_SHARE = 0.98
+# A head whose validation loss has once been below this share of the
+# constant's carries signal: when it climbs back above the constant it is
+# overfitting, which early stopping handles. A shortcut never gets there.
+BEATEN_SHARE = 0.9
 # Epochs running a head must look like a shortcut before its modality is
 # switched off: one epoch can be a fluke of batch statistics.
 SHORTCUT_EPOCHS = 2
@@ -165,13 +169,16 @@ class SwitchOff(keras.callbacks.Callback):
     `LEARNED_SHARE` of the constant prediction's) but predicts the validation
     split no better than that constant (validation loss above
     `NO_BETTER_SHARE` of it) and worse than the epoch before,
-    `SHORTCUT_EPOCHS` epochs running, carries nothing that holds beyond the
-    training data: the fused model would only learn to trust it. (A real
-    modality can sit at the constant on validation for an epoch or two
-    while its batch statistics settle, but its validation loss is falling
-    by then.) It is switched off (`MultimodalBackbone.switch_off`) and the
-    fused model trains on without it. The last modality on stays on. Logs
-    `<feature>_on` (1 or 0) every epoch.
+    `SHORTCUT_EPOCHS` epochs running, and never did clearly better (below
+    `BEATEN_SHARE` of it), carries nothing that holds beyond the training
+    data: the fused model would only learn to trust it. (A real modality
+    can sit at the constant on validation for an epoch or two while its
+    batch statistics settle, but its validation loss is falling by then; a
+    real one with noisy, class-weighted validation losses can climb above
+    the constant after beating it.) It is switched off
+    (`MultimodalBackbone.switch_off`) and the fused model trains on without
+    it. The last modality on stays on. Logs `<feature>_on` (1 or 0) every
+    epoch.
 
     Args:
         backbone: MultimodalBackbone.
@@ -180,15 +187,22 @@ class SwitchOff(keras.callbacks.Callback):
         on_switch_off: callable or None. Called after a switch: the best
             checkpoint and early stopping start over there, as the model
             they compared against read the shortcut.
+        history: dict or None. A resumed run's history: the heads'
+            validation losses so far.
     """
 
-    def __init__(self, backbone, constant_loss, on_switch_off=None):
+    def __init__(self, backbone, constant_loss, on_switch_off=None, history=None):
         super().__init__()
         self.backbone = backbone
         self.constant_loss = constant_loss
         self.on_switch_off = on_switch_off
         self.shortcut_epochs = dict.fromkeys(backbone.feature_names, 0)
         self.previous_validation = {}
+        self.best_validation = {
+            feature: min(history[f"val_{feature}_loss"])
+            for feature in backbone.feature_names
+            if (history or {}).get(f"val_{feature}_loss")
+        }
 
     def on_epoch_end(self, epoch, logs=None):
         features = self.backbone.feature_names
@@ -196,10 +210,14 @@ class SwitchOff(keras.callbacks.Callback):
             return
         off = set(self.backbone.switched_off)
         for feature, (train, validation) in head_losses(logs, features).items():
+            best = self.best_validation[feature] = min(
+                self.best_validation.get(feature, math.inf), validation
+            )
             looks_like_shortcut = (
                 validation > self.previous_validation.get(feature, math.inf)
                 and validation >= NO_BETTER_SHARE * self.constant_loss
                 and train <= LEARNED_SHARE * self.constant_loss
+                and best >= BEATEN_SHARE * self.constant_loss
             )
             self.previous_validation[feature] = validation
             self.shortcut_epochs[feature] = self.shortcut_epochs[feature] + 1 if looks_like_shortcut else 0

@@ -90,11 +90,11 @@ def _check_data(spec):
         bad_rows(spec, split)
 
 
-def _evaluation_data(strategy, spec, split, preprocessor):
+def _evaluation_data(strategy, spec, split, preprocessor, class_weight=None):
     """A split to evaluate: distributed for the multi-worker loop, plain for `fit`."""
     if is_multi_worker(strategy):
-        return make_distributed_dataset(strategy, spec, split, preprocessor)
-    return make_dataset(spec, split, preprocessor=preprocessor)
+        return make_distributed_dataset(strategy, spec, split, preprocessor, class_weight=class_weight)
+    return make_dataset(spec, split, preprocessor=preprocessor, class_weight=class_weight)
 
 
 def _preprocessor(spec, folder):
@@ -192,16 +192,16 @@ def _train(spec, output_dir, overwrite, verbose):
     # fit is told the epoch's length.
     # The multi-worker loop counts its own steps too.
     repeat = strategy.num_replicas_in_sync > 1 or multi_worker
+    class_weight = _class_weight(spec, preprocessor)
     train_data = make_distributed_dataset(
-        strategy,
-        spec,
-        "train",
-        preprocessor,
-        training=True,
-        repeat=repeat,
-        class_weight=_class_weight(spec, preprocessor),
+        strategy, spec, "train", preprocessor, training=True, repeat=repeat, class_weight=class_weight
     )
-    validation_data = _evaluation_data(strategy, spec, "validation", preprocessor) if has_validation else None
+    # Validation weighs classes as training does, so the loss that picks the
+    # best epoch is the one being minimised: unweighted, it falls whenever
+    # the model leans back to the common classes.
+    validation_data = (
+        _evaluation_data(strategy, spec, "validation", preprocessor, class_weight) if has_validation else None
+    )
 
     monitor = ("val_" if has_validation else "") + task.loss_to_monitor
     nan_guard = NaNGuard(folder.last, policy)
@@ -227,7 +227,8 @@ def _train(spec, output_dir, overwrite, verbose):
     callbacks = [backup, nan_guard, best_checkpoint, FiniteModelCheckpoint(folder.last)]
     if has_validation and task.unimodal_heads:
         restart = _starting_over(best_checkpoint, early_stopping)
-        callbacks += _balance_callbacks(task, spec, preprocessor, folder.read_history(), restart)
+        history = folder.read_history()
+        callbacks += _balance_callbacks(task, spec, preprocessor, history, restart, class_weight)
     callbacks += [
         keras.callbacks.CSVLogger(folder.history, append=True),
         keras.callbacks.TensorBoard(
@@ -268,7 +269,7 @@ def _train(spec, output_dir, overwrite, verbose):
     if has_validation:
         metrics = evaluate(validation_data)
     else:
-        training = evaluate(_evaluation_data(strategy, spec, "train", preprocessor))
+        training = evaluate(_evaluation_data(strategy, spec, "train", preprocessor, class_weight))
         metrics = {"loss": training[task.loss_to_monitor]}
     metrics = {name: float(value) for name, value in metrics.items()}
     metrics["train_seconds"] = round(time.time() - started, 1)
@@ -309,19 +310,22 @@ def _starting_over(best_checkpoint, early_stopping):
     return start_over
 
 
-def _balance_callbacks(task, spec, preprocessor, history, restart):
+def _balance_callbacks(task, spec, preprocessor, history, restart, class_weight):
     """The callbacks that watch the unimodal heads and, with `model.balance`,
     weigh them, switch a modality off or freeze its encoder; `history` is a
     resumed run's, so their windows keep their start; `restart` is called
-    when a modality is switched off."""
+    when a modality is switched off; `class_weight` weighs the losses they
+    compare, as training does."""
     callbacks = []
     if spec.model.balance.method == "gradient_blending":
         callbacks.append(GradientBlending(task.head_gradient_scales, spec.model.balance.blend_every, history))
     if spec.model.balance.switch_off:
         constant_loss = task.constant_loss(
-            _encoded_targets(spec, "train", preprocessor), _encoded_targets(spec, "validation", preprocessor)
+            _encoded_targets(spec, "train", preprocessor),
+            _encoded_targets(spec, "validation", preprocessor),
+            class_weight,
         )
-        callbacks.append(SwitchOff(task.backbone, constant_loss, restart))
+        callbacks.append(SwitchOff(task.backbone, constant_loss, restart, history))
     if spec.model.balance.freeze_after:
         callbacks.append(EarlyFreezing(task.backbone, spec.model.balance.freeze_after, history))
     first_epoch = {name: values[0] for name, values in history.items() if values}
