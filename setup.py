@@ -40,6 +40,8 @@ EXTRAS = {
         "ipywidgets>=8",
         # The COCO caption evaluation: the caption metrics are checked against it.
         "pycocoevalcap>=1.2",
+        # easy-VQA's pictures and questions ship inside the package (MIT).
+        "easy-vqa>=1.0",
         # Lint and format, run by the README test command before the tests.
         "ruff>=0.17,<0.18",
     ],

@@ -8,7 +8,7 @@ import threading
 
 QUICKSTART_DATASETS = ("quickstart", "avmnist", "emoji")
 # The real datasets `mmkeras data build` writes (`mmkeras.datasets.build_<name>`).
-BUILT_DATASETS = ("avmnist", "emoji", "flickr8k", "ham10000")
+BUILT_DATASETS = ("avmnist", "emoji", "flickr8k", "ham10000", "easy_vqa")
 # Its options, each passed to the builder only when given (and only if it takes it).
 BUILD_OPTIONS = ("task", "language", "fraction", "image_size", "shortcut", "seed")
 
@@ -77,6 +77,7 @@ def cmd_evaluate(args):
         split=args.split,
         output_dir=args.output_dir,
         baselines=not args.no_baselines,
+        by=tuple(args.by or ()),
     )
     for name, value in report.items():
         if isinstance(value, float):
@@ -93,6 +94,11 @@ def cmd_evaluate(args):
             print(f"  {name:<24} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         if report["fusion_check"]["message"]:
             print(f"Warning: {report['fusion_check']['message']}")
+    for column, groups in report.get("by", {}).items():
+        print(f"By {column}:")
+        metric = report["headline"]
+        for value, scores in groups.items():
+            print(f"  {value:<24} {metric} {scores[metric]:.4f}  ({scores['rows']} rows)")
     if "baselines" in report:
         print("Baselines on the same split (the model's lead in brackets):")
         metric = report["headline"]
@@ -131,13 +137,18 @@ def cmd_data_build(args):
     from mmkeras.errors import MMKerasError
 
     builder = getattr(datasets, f"build_{args.dataset}")
+    parameters = inspect.signature(builder).parameters
     options = {name: getattr(args, name) for name in BUILD_OPTIONS if getattr(args, name) is not None}
-    takes = [name for name in BUILD_OPTIONS if name in inspect.signature(builder).parameters]
+    takes = [name for name in BUILD_OPTIONS if name in parameters]
     unknown = [name for name in options if name not in takes]
     if unknown:
         raise MMKerasError(f"{args.dataset} takes no {_flags(unknown)}; its options: {_flags(takes)}.")
+    if "data_root_dir" in parameters:
+        options["data_root_dir"] = args.data_root
+    elif args.data_root:
+        raise MMKerasError(f"{args.dataset} is read from its package, not a data folder: drop --data-root.")
     try:
-        spec = builder(args.output_dir, data_root_dir=args.data_root, **options)
+        spec = builder(args.output_dir, **options)
     except ValueError as error:  # a builder's own check of an option's value
         raise MMKerasError(f"{args.dataset}: {error}") from None
     spec_path = os.path.join(args.output_dir, "spec.yaml")
@@ -307,6 +318,13 @@ def build_parser():
         action="store_true",
         help="skip the linear baselines (constant, TF-IDF, pixels, mel statistics) trained for comparison",
     )
+    evaluate.add_argument(
+        "--by",
+        action="append",
+        metavar="COLUMN",
+        help="also score the rows of each value of this manifest column apart (a question type, "
+        "a site, a device); repeat for several columns",
+    )
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser(
@@ -406,8 +424,9 @@ def build_parser():
         description="Write one of the real datasets of the data folder ($MMKERAS_DATA) as "
         "manifests (CSV) and a spec.yaml that trains on them: avmnist (MNIST digits paired "
         "with spoken digits), emoji (names and pictures), flickr8k (photographs with English "
-        "or Chinese captions: retrieval or captioning) or ham10000 (skin-lesion pictures and "
-        "patient records). Splits keep each recording, photograph or lesion on one side. "
+        "or Chinese captions: retrieval or captioning), ham10000 (skin-lesion pictures and "
+        "patient records) or easy_vqa (questions about pictures of shapes, read from the "
+        "easy-vqa package). Splits keep each recording, photograph, lesion or picture on one side. "
         "The options a dataset does not take are refused by name.",
     )
     build.add_argument("dataset", choices=BUILT_DATASETS, help="which dataset")
@@ -417,7 +436,9 @@ def build_parser():
         "--task", help="emoji: category, subcategory or retrieval; flickr8k: retrieval or captioning"
     )
     build.add_argument("--language", choices=("en", "zh"), help="flickr8k: the captions' language")
-    build.add_argument("--fraction", type=float, help="keep this share of the photographs, names or lesions")
+    build.add_argument(
+        "--fraction", type=float, help="keep this share of the photographs, names, lesions or pictures"
+    )
     build.add_argument("--image-size", type=int, help="flickr8k, ham10000: square picture size")
     build.add_argument(
         "--shortcut",

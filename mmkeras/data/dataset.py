@@ -69,6 +69,14 @@ def bad_rows(spec, split, progress=True):
     return frozenset(record.location for record in records)
 
 
+def good_column(spec, split, column):
+    """A manifest column's values on the good rows of `split`, in the order
+    `make_dataset` reads them; no file is opened."""
+    source = open_split(spec, split)
+    exclude = bad_rows(spec, split, progress=False)
+    return [value for key, value in zip(source.keys(), source.column(column)) if key not in exclude]
+
+
 def build_preprocessor(spec, progress: bool = True) -> Preprocessor:
     """A preprocessor whose vocabularies and labels are learned on `train`."""
     target = spec.data.target

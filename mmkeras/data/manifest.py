@@ -237,7 +237,16 @@ class ManifestSource:
         return len(self.manifest)
 
     def column(self, column):
-        return self.manifest.columns[column]
+        """A column's values, one string per row; besides the columns the spec
+        reads, any other of the manifest (read from the file then)."""
+        if column in self.manifest.columns:
+            return self.manifest.columns[column]
+        header, rows, lines = read_rows(self.manifest.path)
+        if column not in header:
+            columns = ", ".join(map(str, header))
+            raise DataError(f"{self.manifest.path} has no column `{column}`; its columns are: {columns}.")
+        by_line = dict(zip(lines, rows))
+        return [_as_text(by_line[line].get(column)) for line in self.manifest.lines]
 
     def keys(self):
         """Each row's key: `manifest:line`."""

@@ -11,7 +11,7 @@ import os
 import tensorflow as tf
 
 from mmkeras.data.manifest import FILE_MODALITIES, TARGET_KEY
-from mmkeras.errors import BadValue, SpecError
+from mmkeras.errors import BadValue, DataError, SpecError
 
 KEY = "__key__"
 
@@ -106,7 +106,13 @@ class TFRecordSource:
         if data.target is not None and column == data.target.column:
             name = TARGET_KEY
         else:
-            name = next(name for name, read in data.input_columns().items() if read == column)
+            names = [name for name, read in data.input_columns().items() if read == column]
+            if not names:
+                raise DataError(
+                    f"{self.name} holds the spec's columns only, not `{column}`: "
+                    "read the manifest the records were written from."
+                )
+            name = names[0]
         return [record[name].decode("utf-8", "surrogateescape") for record in self._stream([name])]
 
     def records(self):

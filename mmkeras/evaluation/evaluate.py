@@ -4,8 +4,11 @@ import dataclasses
 import json
 import os
 
+import numpy as np
+
 from mmkeras.data.check import available_splits
-from mmkeras.data.dataset import make_dataset
+from mmkeras.data.dataset import good_column, make_dataset
+from mmkeras.errors import SpecError
 from mmkeras.evaluation.baselines import evaluate_baselines
 from mmkeras.evaluation.caption_baselines import evaluate_caption_baselines
 from mmkeras.reporting import plots
@@ -44,12 +47,34 @@ def _compare_with_baselines(task, spec, split, evaluation):
     evaluation.figures["baselines.png"] = plots.bar_figure(bars, f"{name}: the model and its baselines", name)
 
 
+def _by_group(task, spec, split, evaluation, column):
+    """The report's numbers (accuracy, F1, ...) on each value of `column`'s
+    rows, with their count, and a bar chart of the headline."""
+    if evaluation.predictions is None:
+        raise SpecError(f"--by {column}: a {type(task).__name__} is scored over the whole split only.")
+    values = np.asarray(good_column(spec, split, column))
+    name = evaluation.report["headline"]
+    groups = {}
+    for value in sorted(set(values)):
+        rows = values == value
+        report = task.report(evaluation.targets[rows], evaluation.predictions[rows])
+        groups[str(value)] = {key: v for key, v in report.items() if isinstance(v, float)}
+        groups[str(value)]["rows"] = int(rows.sum())
+    figure = plots.bar_figure(
+        {f"{value} ({group['rows']})": group[name] for value, group in groups.items()},
+        f"{name} by {column} (rows)",
+        name,
+    )
+    return groups, figure
+
+
 def evaluate_run(
     run_dir: str,
     data: str | None = None,
     split: str = "test",
     output_dir: str | None = None,
     baselines: bool = True,
+    by: tuple = (),
 ) -> dict:
     """Evaluates a finished run; writes `metrics.json` and plots; returns the report.
 
@@ -69,6 +94,10 @@ def evaluate_run(
         baselines: bool. Also train and score the linear baselines (see
             `mmkeras.evaluation.baselines`) and report how far above them
             the model is.
+        by: tuple of str. Manifest columns (read, not fed to the model, such
+            as a question type or a site) to score each value's rows of
+            apart: `report["by"][column][value]` holds the metrics and the
+            row count, `by_<column>.png` shows the headline.
 
     Returns:
         The report (a dict), with `plots` (the PNG files written) and
@@ -95,6 +124,12 @@ def evaluate_run(
             evaluation.figures["head_curves.png"] = plots.head_curves_figure(history, run.task.head_names)
     if baselines and run.task.compares_to_baselines:
         _compare_with_baselines(run.task, spec, split, evaluation)
+    if by:
+        report["by"] = {}
+        for column in by:
+            report["by"][column], evaluation.figures[f"by_{column}.png"] = _by_group(
+                run.task, spec, split, evaluation, column
+            )
 
     name = os.path.splitext(os.path.basename(data))[0] if data else split
     folder = output_dir or run.folder.evaluation(name)

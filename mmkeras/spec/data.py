@@ -394,6 +394,11 @@ class TargetSpec:
             from the training split when left out.
         sequence: SequenceSettings or None. A sequence target's tokens;
             the defaults when left out.
+        min_count: int or None. Categorical: labels with fewer training rows
+            than this, and labels never seen in training, become one
+            out-of-vocabulary label, `[other]` (the answers of visual
+            question answering: a long tail the model cannot learn). None:
+            every training label is a class and an unseen one is a bad row.
     """
 
     column: str
@@ -401,6 +406,7 @@ class TargetSpec:
     sep: str = "|"
     labels: list | None = None
     sequence: SequenceSettings | None = None
+    min_count: int | None = None
     where: str = dataclasses.field(default="data.target", repr=False, compare=False)
 
     def __post_init__(self):
@@ -415,6 +421,18 @@ class TargetSpec:
                 len(set(self.labels)) == len(self.labels),
                 self.where,
                 "`labels` lists a label twice.",
+            )
+        if self.min_count is not None:
+            positive_number(self.min_count, self.where, "min_count")
+            require(
+                self.type == "categorical",
+                self.where,
+                f"`min_count` folds rare labels of a categorical target, not a {self.type} one.",
+            )
+            require(
+                self.labels is None,
+                self.where,
+                "`min_count` learns the labels from the training split; give it or `labels`, not both.",
             )
         if self.type == "sequence":
             require(self.labels is None, self.where, "a sequence target has no `labels`.")

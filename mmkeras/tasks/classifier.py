@@ -22,6 +22,8 @@ THRESHOLD = 0.5
 # imbalanced: it gets class weights by default and balanced accuracy as its
 # headline metric.
 IMBALANCE_RATIO = 3.0
+# The class of a categorical target's labels folded away by `min_count`.
+OTHER_LABEL = "[other]"
 
 
 def sorted_labels(labels):
@@ -46,6 +48,9 @@ class LabelEncoder(PreprocessingLayer):
         labels: list or None. The label vocabulary; learned by `adapt`.
         sep: str. Label separator of a multilabel target.
         counts: dict or None. Training rows per label; counted by `adapt`.
+        min_count: int or None. Categorical: `adapt` keeps the labels with
+            at least this many rows and puts `OTHER_LABEL` first, at index
+            0, for the rest and for any label it never saw.
 
     Example:
 
@@ -55,7 +60,7 @@ class LabelEncoder(PreprocessingLayer):
     array([1, 0], dtype=int32)
     """
 
-    def __init__(self, mode="categorical", labels=None, sep="|", counts=None, **kwargs):
+    def __init__(self, mode="categorical", labels=None, sep="|", counts=None, min_count=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
@@ -63,6 +68,7 @@ class LabelEncoder(PreprocessingLayer):
         self.labels = list(labels) if labels is not None else None
         self.sep = sep
         self.counts = dict(counts) if counts is not None else None
+        self.min_count = min_count
         self.lookup = self._make_lookup()
 
     def split(self, value):
@@ -75,7 +81,11 @@ class LabelEncoder(PreprocessingLayer):
         """Learns the label set (unless given) and each label's count from the
         training split's raw targets."""
         counts = collections.Counter(label for value in values for label in self.split(str(value)))
-        if self.labels is None:
+        if self.labels is None and self.min_count:
+            kept = [label for label in sorted_labels(counts) if counts[label] >= self.min_count]
+            self.labels = [OTHER_LABEL, *kept]
+            counts[OTHER_LABEL] = sum(n for label, n in counts.items() if label not in kept)
+        elif self.labels is None:
             self.labels = sorted_labels(counts)
         self.counts = {label: counts.get(label, 0) for label in self.labels}
         if self.mode == "binary" and len(self.labels) != 2:
@@ -89,22 +99,29 @@ class LabelEncoder(PreprocessingLayer):
     def imbalance(self):
         """How many times more rows the commonest class has than the rarest
         (1.0 when unknown: a model saved before labels were counted)."""
-        if not self.counts or self.mode == "multilabel":
+        seen = [n for n in (self.counts or {}).values() if n]  # an empty `[other]` is no class to weigh
+        if not seen or self.mode == "multilabel":
             return 1.0
-        return max(self.counts.values()) / max(min(self.counts.values()), 1)
+        return max(seen) / min(seen)
 
     def inverse_frequency_weights(self):
         """Class index to `rows / (classes * rows of the class)`: every class
-        then weighs as much in the loss as the others."""
-        total = sum(self.counts.values())
+        then weighs as much in the loss as the others. A class without
+        training rows (an empty `[other]`) weighs 1 and counts for none."""
+        seen = [n for n in self.counts.values() if n]
         return {
-            index: total / (len(self.labels) * max(self.counts[label], 1))
+            index: sum(seen) / (len(seen) * self.counts[label]) if self.counts[label] else 1.0
             for index, label in enumerate(self.labels)
         }
 
+    @property
+    def folds(self):
+        """Whether labels outside the vocabulary become `OTHER_LABEL`."""
+        return bool(self.min_count)
+
     def problem(self, value):
         """Why a raw target cannot be encoded, or None when it can."""
-        unknown = [label for label in self.split(value) if label not in self.labels]
+        unknown = [label for label in self.split(value) if label not in self.labels and not self.folds]
         if unknown:
             known = ", ".join(sorted(self.labels)[:20])
             return f"unknown label `{unknown[0]}` (the training labels are: {known})"
@@ -114,8 +131,9 @@ class LabelEncoder(PreprocessingLayer):
         if self.labels is None:
             return None
         return keras.layers.StringLookup(
-            vocabulary=self.labels,
-            num_oov_indices=0,
+            # Folding: index 0, the out-of-vocabulary index, is `OTHER_LABEL`.
+            vocabulary=self.labels[1:] if self.folds else self.labels,
+            num_oov_indices=1 if self.folds else 0,
             output_mode="multi_hot" if self.mode == "multilabel" else "int",
         )
 
@@ -129,7 +147,15 @@ class LabelEncoder(PreprocessingLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode, "labels": self.labels, "sep": self.sep, "counts": self.counts})
+        config.update(
+            {
+                "mode": self.mode,
+                "labels": self.labels,
+                "sep": self.sep,
+                "counts": self.counts,
+                "min_count": self.min_count,
+            }
+        )
         return config
 
 
@@ -148,7 +174,9 @@ class Classifier(FusionTask):
     @classmethod
     def target_encoder(cls, spec):
         target = spec.data.target
-        return LabelEncoder(mode=target.type, labels=target.labels, sep=target.sep, name="target")
+        return LabelEncoder(
+            mode=target.type, labels=target.labels, sep=target.sep, min_count=target.min_count, name="target"
+        )
 
     @classmethod
     def head_output(cls, target):

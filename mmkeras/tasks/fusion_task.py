@@ -361,7 +361,7 @@ class FusionTask(Task):
                 f"{name} of the fused model and of each modality's head",
                 name,
             )
-        return Evaluation(report, figures, targets)
+        return Evaluation(report, figures, targets, predictions[0])
 
     def _head_scores(self, targets, heads):
         """{feature: its head's headline value} from per-batch predictions."""

@@ -70,11 +70,13 @@ class Evaluation:
         report: dict. Metrics, JSON-serialisable.
         figures: dict. PNG file name to its bytes.
         targets: np.ndarray or None. The split's encoded targets, in row order.
+        predictions: np.ndarray or None. The model's predictions, in row order.
     """
 
     report: dict
     figures: dict
     targets: np.ndarray | None = None
+    predictions: np.ndarray | None = None
 
 
 @dataclasses.dataclass

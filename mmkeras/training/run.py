@@ -16,6 +16,7 @@ from mmkeras.data.dataset import (
     bad_rows,
     build_preprocessor,
     checked_split,
+    good_column,
     make_dataset,
     make_distributed_dataset,
 )
@@ -342,11 +343,7 @@ def _frozen_in_training(history, features):
 def _encoded_targets(spec, split, preprocessor):
     """A split's good rows' targets, encoded, read from its manifest column
     alone (no file is opened)."""
-    source = open_split(spec, split)
-    bad = bad_rows(spec, split, progress=False)
-    column = source.column(spec.data.target.column)
-    good = [value for key, value in zip(source.keys(), column) if key not in bad]
-    return np.asarray(preprocessor.target(good))
+    return np.asarray(preprocessor.target(good_column(spec, split, spec.data.target.column)))
 
 
 def _fusion_check(task, spec, validation=None):
