@@ -26,17 +26,18 @@ from mmkeras.quickstart import single_modality_spec
 from mmkeras.training import train
 
 TYPES = ("yes/no", "shape", "color")
-# The fusion layers that let the question weigh the picture: concatenation
-# of the pooled encodings, and the question's words attending to the
-# picture's regions (and back).
-FUSIONS = {"fused, concat": {"type": "concat"}, "fused, cross_attention": {"type": "cross_attention"}}
+# The spec's fusion (the question's words attending to the picture's regions,
+# and back) and concatenation of the pooled encodings, its other settings kept.
+FUSIONS = ("cross_attention", "concat")
 
 
 def models(spec):
     """{name: spec} of every model trained."""
     specs = {
-        name: dataclasses.replace(spec, model=dataclasses.replace(spec.model, fusion=fusion))
-        for name, fusion in FUSIONS.items()
+        f"fused, {kind}": dataclasses.replace(
+            spec, model=dataclasses.replace(spec.model, fusion={**spec.model.fusion, "type": kind})
+        )
+        for kind in FUSIONS
     }
     specs.update({f"{f.name} alone": single_modality_spec(spec, f) for f in spec.data.features})
     return specs

@@ -16,8 +16,8 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(REPO_ROOT, "notebooks", "*.ipynb")))
 SMALL_ENV = "MMKERAS_NOTEBOOK_SMALL"
 
 
-def test_there_are_eight_tutorials():
-    assert [os.path.basename(path)[:2] for path in NOTEBOOKS] == [f"{n:02d}" for n in range(1, 9)]
+def test_there_are_nine_tutorials():
+    assert [os.path.basename(path)[:2] for path in NOTEBOOKS] == [f"{n:02d}" for n in range(1, 10)]
 
 
 @pytest.mark.long(250)
