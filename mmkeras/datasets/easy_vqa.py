@@ -15,7 +15,7 @@ import json
 import os
 
 from mmkeras.data.manifest import split_by_group
-from mmkeras.datasets.files import keep_groups, write_csv, write_spec
+from mmkeras.datasets.files import keep_groups, write_spec, write_splits
 from mmkeras.errors import DataError
 
 COLUMNS = ["image", "question", "answer", "question_type"]
@@ -81,12 +81,8 @@ def build_easy_vqa(output_dir, source_dir=None, validation_fraction=0.1, seed=0,
     train_rows = keep_groups(load_easy_vqa("train", source_dir), "image", fraction, seed)
     test = keep_groups(load_easy_vqa("test", source_dir), "image", fraction, seed)
     train, validation = split_by_group(train_rows, "image", None, [validation_fraction], seed)
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
-        write_csv(os.path.join(output_dir, f"{name}.csv"), part, COLUMNS)
     data = {
-        "train": "train.csv",
-        "validation": "validation.csv",
-        "test": "test.csv",
+        **write_splits(output_dir, {"train": train, "validation": validation, "test": test}, COLUMNS),
         "features": [
             {"name": "question", "modality": "text", "max_tokens": 1000, "sequence_length": QUESTION_LENGTH},
             {"name": "image", "modality": "image", "size": [64, 64], "channels": 3},

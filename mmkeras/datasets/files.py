@@ -44,6 +44,13 @@ def write_csv(path, rows, columns):
         writer.writerows(rows)
 
 
+def write_splits(output_dir, splits, columns):
+    """Writes each split's rows as `<split>.csv`; returns the spec's `{split: file}` entries."""
+    for name, rows in splits.items():
+        write_csv(os.path.join(output_dir, f"{name}.csv"), rows, columns)
+    return {name: f"{name}.csv" for name in splits}
+
+
 def read_wav(path):
     """A 16-bit PCM WAV as (int16 samples, sample rate)."""
     with wave.open(path, "rb") as f:

@@ -13,7 +13,7 @@ import csv
 import os
 
 from mmkeras.data.manifest import split_by_group
-from mmkeras.datasets.files import data_root, keep_groups, write_csv, write_spec
+from mmkeras.datasets.files import data_root, keep_groups, write_spec, write_splits
 
 COLUMNS = ["image", "lesion_id", "dx", "age", "sex", "localization"]
 # The patient's record: age in years (empty where unknown), sex and body
@@ -66,12 +66,8 @@ def build_ham10000(
     train, validation, test = split_by_group(
         rows, "lesion_id", "dx", [validation_fraction, test_fraction], seed
     )
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
-        write_csv(os.path.join(output_dir, f"{name}.csv"), part, COLUMNS)
     data = {
-        "train": "train.csv",
-        "validation": "validation.csv",
-        "test": "test.csv",
+        **write_splits(output_dir, {"train": train, "validation": validation, "test": test}, COLUMNS),
         "features": [
             {"name": "image", "modality": "image", "size": [image_size, image_size], "channels": 3},
             # A picture whose record was not sent is still diagnosed from the picture.
