@@ -1,32 +1,14 @@
 """`mmkeras predict`: a run's predictions for the rows of a manifest."""
 
 import csv
-import dataclasses
 import os
 
-from mmkeras.data.dataset import bad_records, make_dataset
+from mmkeras.data.dataset import make_dataset
 from mmkeras.data.manifest import read_rows
-from mmkeras.data.splits import open_split
+from mmkeras.evaluation.manifest_rows import ROWS, manifest_spec, readable_rows
 from mmkeras.run_folder import load_run
 
 BATCH_SIZE = 256
-
-
-def _manifest_spec(spec, data):
-    """The run's spec reading `data` as its only split, without a target, skipping bad rows."""
-    return dataclasses.replace(
-        spec,
-        data=dataclasses.replace(
-            spec.data,
-            train=data,
-            validation=None,
-            validation_split=None,
-            test=None,
-            test_split=None,
-            target=None,
-            on_bad_record="skip",
-        ),
-    )
 
 
 def predict_run(run_dir: str, data: str, output: str | None = None) -> str:
@@ -45,15 +27,11 @@ def predict_run(run_dir: str, data: str, output: str | None = None) -> str:
     """
     run = load_run(run_dir)
     data = os.path.abspath(data)
-    spec = _manifest_spec(run.spec, data)
-    problems = {}
-    # The same cached check make_dataset consults: every row decoded once.
-    for record in bad_records(spec, "train", progress=False):
-        problems.setdefault(record.location, f"{record.column}: {record.reason}")
-    good_keys = [key for key in open_split(spec, "train").keys() if key not in problems]
+    spec = manifest_spec(run.spec, data)
+    problems, good_keys = readable_rows(spec)
     predicted = {}
     if good_keys:
-        dataset = make_dataset(spec, "train", preprocessor=run.task.preprocessor, batch_size=BATCH_SIZE)
+        dataset = make_dataset(spec, ROWS, preprocessor=run.task.preprocessor, batch_size=BATCH_SIZE)
         keys = iter(good_keys)
         for inputs in dataset:
             for columns in run.task.prediction_columns(run.task.predict_on_batch(inputs)):

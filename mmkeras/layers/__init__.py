@@ -11,4 +11,9 @@ from mmkeras.layers.modality_dropout import ModalityDropout
 from mmkeras.layers.pooling import MaskedMeanPooling
 from mmkeras.layers.record_encoders import RecordMLPEncoder
 from mmkeras.layers.tensor_fusion import LowRankTensorFusion, TensorFusion
-from mmkeras.layers.text_encoders import LSTMTextEncoder, PretrainedTextEncoder, TransformerTextEncoder
+from mmkeras.layers.text_encoders import (
+    LSTMTextEncoder,
+    PretrainedTextEncoder,
+    TextEncoder,
+    TransformerTextEncoder,
+)

@@ -12,13 +12,26 @@ from mmkeras.layers.encoder import Encoder
 from mmkeras.layers.pooling import MaskedMeanPooling, PaddingMask
 
 
+class TextEncoder(Encoder):
+    """An encoder of token ids, whose first layer gives each token a vector."""
+
+    @property
+    def token_embedding(self):
+        """The layer whose output is one vector per token, before any position
+        embedding is added (`mmkeras explain` scales it to attribute a
+        prediction to the words: scaling the sum instead would leave a
+        Transformer's layer-normalised blocks unchanged)."""
+        embedding = next(layer for layer in self.layers if layer.name.endswith("_embedding"))
+        return getattr(embedding, "token_embedding", embedding)
+
+
 def _outputs(sequence, mask, name):
     pooled = MaskedMeanPooling(name=f"{name}_pooled")([sequence, mask])
     return {"pooled": pooled, "sequence": sequence, "sequence_mask": mask}
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class LSTMTextEncoder(Encoder):
+class LSTMTextEncoder(TextEncoder):
     """Embedding with masking, then (bidirectional) LSTM layers.
 
     Args:
@@ -72,7 +85,7 @@ class LSTMTextEncoder(Encoder):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class TransformerTextEncoder(Encoder):
+class TransformerTextEncoder(TextEncoder):
     """Token + position embeddings and KerasHub `TransformerEncoder` blocks.
 
     Args:
@@ -124,7 +137,7 @@ class TransformerTextEncoder(Encoder):
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class PretrainedTextEncoder(Encoder):
+class PretrainedTextEncoder(TextEncoder):
     """A KerasHub text backbone (BERT family) loaded from a local preset folder.
 
     Works with a KerasHub preset or a Hugging Face checkpoint folder
@@ -161,6 +174,11 @@ class PretrainedTextEncoder(Encoder):
         )
         self.backbone = backbone
         self.store_arguments(preset=preset)
+
+    @property
+    def token_embedding(self):
+        # Its token vectors before the position and segment embeddings are added.
+        return self.backbone.token_embedding
 
     def get_config(self):
         # `trainable` is the backbone's: frozen or fine-tuned.

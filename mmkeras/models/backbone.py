@@ -2,7 +2,7 @@
 
 import keras
 
-from mmkeras.layers import GradientScale, ModalityDropout
+from mmkeras.layers import GatedFusion, GradientScale, ModalityDropout
 from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 
 FUSED_EMBEDDING = "fused_embedding"
@@ -101,6 +101,18 @@ class MultimodalBackbone(keras.Model):
         shrinks them by learning rate x decay a step), and batch norm keeps
         following the batches."""
         self.get_layer(feature + ENCODER_GRADIENT).scale.assign(0.0)
+
+    def modality_gates(self, inputs):
+        """Each feature's mean gate in a gated fusion, `[batch, features]`, for
+        a batch of inputs; None for a fusion without gates."""
+        if not isinstance(self.fusion, GatedFusion):
+            return None
+        pooled = self(inputs, training=False)[POOLED]
+        vectors, mask = self.get_layer("modality_dropout")(
+            [pooled[name] for name in self.encoders], inputs[MODALITY_MASK], training=False
+        )
+        _, gates = self.fusion(vectors, modality_mask=mask, return_gates=True)
+        return keras.ops.convert_to_numpy(keras.ops.mean(gates, axis=-1))
 
     @property
     def fuses_decisions(self):

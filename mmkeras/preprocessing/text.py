@@ -101,6 +101,14 @@ class TextPreprocessor(PreprocessingLayer):
             return self.tokenizer.vocabulary_size()
         return self.vectorizer.vocabulary_size()
 
+    def tokens(self, ids):
+        """The token each id stands for (padding is ""), as the model reads the text."""
+        if self.tokenizer_preset:
+            pad = self.tokenizer.pad_token_id
+            return [self.tokenizer.id_to_token(int(i)) if i != pad else "" for i in ids]
+        vocabulary = ["", "[UNK]", *(self.vocabulary or [])]
+        return [vocabulary[int(i)] for i in ids]
+
     def adapt(self, texts):
         """Learns the vocabulary from an iterable of strings or a string dataset."""
         if self.tokenizer_preset:

@@ -246,6 +246,14 @@ class Classifier(FusionTask):
             return chosen, np.where(chosen == 1, positive, 1 - positive)
         return predictions.argmax(axis=1), predictions.max(axis=1)
 
+    def explained_unit(self, prediction, label=None):
+        if label is not None and label not in self.labels:
+            raise SpecError(f"--label {label!r} is not one of the run's labels: {', '.join(self.labels)}.")
+        if self.mode == "binary":  # one output: the second label's probability
+            return 0, f"probability of {self.labels[1]}"
+        index = self.labels.index(label) if label is not None else int(np.argmax(prediction))
+        return index, f"probability of {self.labels[index]}"
+
     def prediction_columns(self, predictions):
         predictions = np.asarray(predictions)
         rows = []

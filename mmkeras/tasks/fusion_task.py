@@ -250,6 +250,12 @@ class FusionTask(Task):
         predictions = np.tile(constant, (len(targets), 1))
         return float(keras.losses.get(self.loss)(targets, predictions, sample_weight=weights))
 
+    def explained_unit(self, prediction, label=None):
+        """(index of the output `mmkeras explain` attributes, what that output
+        is) for one row's prediction; `label` picks a class instead of the
+        predicted one."""
+        raise NotImplementedError
+
     def target_as_prediction(self, targets):
         """Encoded targets in the form of predictions (`[rows, outputs]`)."""
         return np.asarray(targets, np.float32).reshape(len(targets), -1)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.errors import SpecError
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 from mmkeras.reporting import metrics as reports
 from mmkeras.reporting import plots
@@ -91,6 +92,11 @@ class Regressor(FusionTask):
 
     def _values(self, standardized):
         return self.preprocessor.target.decode(np.asarray(standardized, np.float64).reshape(-1))
+
+    def explained_unit(self, prediction, label=None):
+        if label is not None:
+            raise SpecError("--label picks a class; this run predicts a number.")
+        return 0, "prediction, in standard deviations of the training target"
 
     def prediction_columns(self, predictions):
         return [{"prediction": f"{value:.6f}"} for value in self._values(predictions)]
