@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.21,<2.22",
     "tensorflow-serving-api>=2.21,<2.22",
     "grpcio>=1.60",
+    "keras-tuner>=1.4,<1.5",
     "matplotlib>=3.8",
     "numpy>=1.26",
     "pillow>=10",

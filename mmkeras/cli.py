@@ -136,6 +136,27 @@ def cmd_explain(args):
     return 0
 
 
+def cmd_tune(args):
+    from mmkeras.tune import tune
+
+    spec = _load_spec(args.spec)
+    result = tune(
+        spec, args.output_dir, max_trials=args.trials, overwrite=args.overwrite, verbose=args.verbose
+    )
+    print(f"{'trial':<8}{'status':<12}{result.objective:>12}  values")
+    for row in result.trials:
+        value = row[result.objective]
+        shown = f"{value:.4f}" if value is not None else "-"
+        values = ", ".join(
+            f"{k}={v}" for k, v in row.items() if k not in ("trial", "status", result.objective)
+        )
+        print(f"{row['trial']:<8}{row['status']:<12}{shown:>12}  {values}")
+    print(f"Best: trial {result.best_trial} ({result.direction} {result.objective})")
+    print(f"Its spec: {result.best_spec}   train it: mmkeras train {result.best_spec}")
+    print(f"TensorBoard's hparams dashboard: tensorboard --logdir {os.path.join(result.output_dir, 'logs')}")
+    return 0
+
+
 def cmd_data_check(args):
     from mmkeras.data import check_spec
     from mmkeras.data.check import print_check_report
@@ -378,6 +399,23 @@ def build_parser():
     explain.add_argument("--label", help="explain this class's probability instead of the predicted class's")
     explain.add_argument("--output-dir", help="where to write (default RUN/explanations)")
     explain.set_defaults(run=cmd_explain)
+
+    tune = commands.add_parser(
+        "tune",
+        help="search the spec's tune: space with KerasTuner, each trial a run",
+        description="Search the hyperparameters the spec's `tune:` section names (dotted spec "
+        "paths with a choice or a range) by Bayesian optimisation, Hyperband or random search. "
+        "Every value is checked against the spec before any trial runs; the first trial trains "
+        "the spec's own values. Each trial is a run folder (OUTPUT_DIR/trial_NN); a killed search "
+        "resumes when run again. Writes trials.csv, TensorBoard's hparams dashboard "
+        "(OUTPUT_DIR/logs) and best_spec.yaml, ready for mmkeras train.",
+    )
+    tune.add_argument("spec", help="a spec YAML file with a tune: section")
+    tune.add_argument("--output-dir", required=True, help="the search folder")
+    tune.add_argument("--trials", type=int, help="at most N trials (default tune.max_trials)")
+    tune.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
+    tune.add_argument("--verbose", type=int, default=0, help="Keras's verbosity per trial (default 0)")
+    tune.set_defaults(run=cmd_tune)
 
     export = commands.add_parser(
         "export",

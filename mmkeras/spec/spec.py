@@ -10,6 +10,7 @@ from mmkeras.spec.data import DataSpec
 from mmkeras.spec.fields import from_mapping, require
 from mmkeras.spec.model import GenerationSpec, ModelSpec
 from mmkeras.spec.train import AUTO, SMOOTHABLE_TARGETS, TrainSpec
+from mmkeras.spec.tune import TuneSpec
 
 
 @dataclasses.dataclass
@@ -19,6 +20,7 @@ class Spec:
     Args:
         data: DataSpec. The data section.
         model: ModelSpec. The model section (defaults when left out).
+        tune: TuneSpec or None. What `mmkeras tune` searches (training ignores it).
         base_dir: str. Relative paths in the spec resolve against this folder
             (the YAML file's folder when loaded from a file).
     """
@@ -26,6 +28,7 @@ class Spec:
     data: DataSpec
     model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
     train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
+    tune: TuneSpec | None = None
     base_dir: str = "."
 
     @classmethod
@@ -37,7 +40,7 @@ class Spec:
         feature's modality, and layer arguments the layers do not take.
 
         Args:
-            mapping: dict. `{data: ..., model: ..., train: ...}`.
+            mapping: dict. `{data: ..., model: ..., train: ..., tune: ...}`.
             base_dir: str. Relative paths in the spec resolve against it.
 
         Raises:
@@ -45,7 +48,7 @@ class Spec:
         """
         require(isinstance(mapping, dict), "spec", "the spec must be a mapping.")
         require("data" in mapping, "spec", "missing the `data:` section.")
-        unknown = set(mapping) - {"data", "model", "train"}
+        unknown = set(mapping) - {"data", "model", "train", "tune"}
         require(not unknown, "spec", f"unknown section(s): {', '.join(sorted(unknown))}.")
         data = from_mapping(DataSpec, mapping["data"], "data")
         model = from_mapping(ModelSpec, mapping.get("model") or {}, "model")
@@ -68,7 +71,8 @@ class Spec:
             "model",
             "`decoder` and `generation` are a caption's (a `type: sequence` target); remove them.",
         )
-        return cls(data=data, model=model, train=train, base_dir=os.path.abspath(base_dir))
+        tune = from_mapping(TuneSpec, mapping["tune"], "tune") if mapping.get("tune") is not None else None
+        return cls(data=data, model=model, train=train, tune=tune, base_dir=os.path.abspath(base_dir))
 
     @classmethod
     def from_yaml(cls, path: str) -> "Spec":
