@@ -135,14 +135,18 @@ class SpecTuner(BaseTuner):
         self._write_hparams(trial.trial_id, values, metrics[self.objective])
         return {self.objective: metrics[self.objective]}
 
-    def _write_hparams(self, trial_id, values, objective_value):
-        logs = os.path.join(self.output_dir, LOG_DIR)
-        with tf.summary.create_file_writer(logs).as_default():
+    def on_search_begin(self):
+        # The hparams dashboard's columns: the searched paths and the objective.
+        with tf.summary.create_file_writer(os.path.join(self.output_dir, LOG_DIR)).as_default():
             hparams_api.hparams_config(
                 hparams=[hparams_api.HParam(entry.path) for entry in self.spec.tune.entries],
                 metrics=[hparams_api.Metric(self.objective)],
             )
-        with tf.summary.create_file_writer(os.path.join(logs, f"trial_{trial_id}")).as_default():
+        super().on_search_begin()
+
+    def _write_hparams(self, trial_id, values, objective_value):
+        logs = os.path.join(self.output_dir, LOG_DIR, f"trial_{trial_id}")
+        with tf.summary.create_file_writer(logs).as_default():
             hparams_api.hparams({k: _hparam_value(v) for k, v in values.items()}, trial_id=trial_id)
             tf.summary.scalar(self.objective, objective_value, step=0)
 
