@@ -41,6 +41,10 @@ def cmd_train(args):
     spec = _load_spec(args.spec)
     if args.epochs:
         spec.train.epochs = args.epochs
+    if args.data_service:
+        from mmkeras.spec.data_service import DataServiceSpec
+
+        spec.data.service = DataServiceSpec(args.data_service)
     output_dir = args.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     verbose = 1 if sys.stdout.isatty() else 2
     if args.seeds > 1:
@@ -154,6 +158,19 @@ def cmd_tune(args):
     print(f"Best: trial {result.best_trial} ({result.direction} {result.objective})")
     print(f"Its spec: {result.best_spec}   train it: mmkeras train {result.best_spec}")
     print(f"TensorBoard's hparams dashboard: tensorboard --logdir {os.path.join(result.output_dir, 'logs')}")
+    return 0
+
+
+def cmd_data_service(args):
+    from mmkeras.data.service import run_dispatcher, run_worker
+
+    if args.role == "dispatcher":
+        run_dispatcher(5050 if args.port is None else args.port, args.work_dir)
+        return 0
+    if not args.dispatcher:
+        print("error: a worker needs --dispatcher HOST:PORT", file=sys.stderr)
+        return 2
+    run_worker(args.dispatcher, args.port or 0, args.worker_address)
     return 0
 
 
@@ -327,6 +344,12 @@ def build_parser():
     train.add_argument("--epochs", type=int, help="override train.epochs")
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in the folder")
     train.add_argument(
+        "--data-service",
+        metavar="HOST:PORT",
+        help="decode and preprocess the training split on the tf.data service workers of this "
+        "dispatcher (mmkeras data-service); overrides data.service",
+    )
+    train.add_argument(
         "--seeds",
         type=int,
         default=1,
@@ -399,6 +422,29 @@ def build_parser():
     explain.add_argument("--label", help="explain this class's probability instead of the predicted class's")
     explain.add_argument("--output-dir", help="where to write (default RUN/explanations)")
     explain.set_defaults(run=cmd_explain)
+
+    service = commands.add_parser(
+        "data-service",
+        help="run a tf.data service dispatcher or worker for training input pipelines",
+        description="Move the training split's reading, decoding and preprocessing off the trainer: "
+        "start one dispatcher and any number of workers, then train with `data.service: HOST:PORT` "
+        "in the spec (or `mmkeras train --data-service HOST:PORT`). Workers read the manifest's "
+        "files by the trainer's paths, so they need the same data. Runs until killed.",
+    )
+    service.add_argument("role", choices=("dispatcher", "worker"))
+    service.add_argument(
+        "--port",
+        type=int,
+        help="this server's port (default 5050 for the dispatcher, any free one for a worker)",
+    )
+    service.add_argument("--dispatcher", help="worker: the dispatcher's HOST:PORT")
+    service.add_argument(
+        "--work-dir", help="dispatcher: journal its state here, to pick up its jobs again after a restart"
+    )
+    service.add_argument(
+        "--worker-address", help="worker: the HOST:PORT trainers reach it by, if not this machine's name"
+    )
+    service.set_defaults(run=cmd_data_service)
 
     tune = commands.add_parser(
         "tune",

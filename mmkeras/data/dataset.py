@@ -9,6 +9,7 @@ import tensorflow as tf
 from mmkeras.data.check import check_split
 from mmkeras.data.check_cache import check_key, load_bad_records, save_bad_records
 from mmkeras.data.manifest import TARGET_KEY
+from mmkeras.data.service import check_reachable, distribute
 from mmkeras.data.splits import open_split
 from mmkeras.errors import BadRecordError
 from mmkeras.preprocessing.preprocessor import Preprocessor
@@ -118,6 +119,9 @@ def make_dataset(
     Rows are sharded for this input pipeline, shuffled (seeded) while they are
     still paths, read and decoded in parallel, optionally cached as decoded
     tensors, batched per replica, augmented (training only) and prefetched.
+    With `data.service`, all of that but the prefetch runs for the training
+    split on tf.data service workers (`mmkeras.data.service`): this
+    pipeline's shard of the rows is split among them.
 
     Args:
         spec: Spec. The data description.
@@ -155,8 +159,11 @@ def make_dataset(
     seed = data.seed + (input_context.input_pipeline_id if input_context else 0)
 
     dataset = source.rows(exclude=exclude, input_context=input_context)
-    shuffle_decoded = training and data.cache
-    if training and not data.cache:
+    on_service = training and data.service is not None
+    # On service workers each epoch is a new job that decodes afresh: nothing to cache.
+    caches = data.cache and not on_service
+    shuffle_decoded = training and caches
+    if training and not shuffle_decoded:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed)
 
     def load_and_preprocess(row):
@@ -170,7 +177,7 @@ def make_dataset(
         return inputs, target
 
     dataset = dataset.map(load_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    if data.cache:
+    if caches:
         dataset = dataset.cache("" if data.cache == "memory" else spec.resolve(data.cache))
     if shuffle_decoded:
         dataset = dataset.shuffle(data.shuffle_buffer, seed=seed)
@@ -185,6 +192,9 @@ def make_dataset(
         )
     if class_weight:
         dataset = dataset.map(_class_weighter(class_weight), num_parallel_calls=tf.data.AUTOTUNE)
+    if on_service:
+        check_reachable(data.service)
+        dataset = distribute(dataset, data.service)
     if repeat:
         dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -4,6 +4,7 @@ import dataclasses
 
 from mmkeras.preprocessing.record import COLUMN_TYPES, MAX_TOKENS, MIN_COUNT
 from mmkeras.preprocessing.text import SPLITS as TEXT_SPLITS
+from mmkeras.spec.data_service import DataServiceSpec
 from mmkeras.spec.fields import from_mapping, positive_number, require
 
 MODALITIES = ("text", "image", "audio", "record")
@@ -524,6 +525,9 @@ class DataSpec:
         cache: str or None. "memory", a file path prefix, or None: where the
             decoded, resized tensors are kept after the first epoch.
         seed: int. Seeds the validation split and the shuffle order.
+        service: DataServiceSpec, str or None. Decode and preprocess the
+            training split on tf.data service workers (the dispatcher's
+            address, or `{address, processing_mode}`); None does it here.
     """
 
     train: str
@@ -538,6 +542,7 @@ class DataSpec:
     shuffle_buffer: int = 10000
     cache: str | None = None
     seed: int = 1337
+    service: DataServiceSpec | None = None
     where: str = dataclasses.field(default="data", repr=False, compare=False)
 
     def __post_init__(self):
@@ -594,6 +599,9 @@ class DataSpec:
         self.test_split = HeldOutSplit.parse(self.test_split, f"{self.where}.test_split")
         positive_number(self.batch_size, self.where, "batch_size")
         positive_number(self.shuffle_buffer, self.where, "shuffle_buffer")
+        if isinstance(self.service, (str, dict)):
+            mapping = {"address": self.service} if isinstance(self.service, str) else self.service
+            self.service = from_mapping(DataServiceSpec, mapping, f"{self.where}.service")
 
     def input_columns(self):
         """{raw input name: manifest column} over every feature."""
