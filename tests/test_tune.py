@@ -22,7 +22,7 @@ def _tune_spec(quickstart_spec, folder, space=None, **tune_section):
     mapping = quickstart_spec.to_dict(absolute_paths=True)
     mapping["model"] = {**SMALL_MODEL, "fusion": {"type": "concat"}}
     mapping["train"] = {"epochs": 1, "tensorboard_examples": 0}
-    mapping["tune"] = {"algorithm": "random", "max_trials": 2, "space": space or SPACE, **tune_section}
+    mapping["tune"] = {"algorithm": "bayesian", "max_trials": 2, "space": space or SPACE, **tune_section}
     path = os.path.join(folder, "tune.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(mapping, f)
