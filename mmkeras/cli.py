@@ -431,7 +431,11 @@ def build_parser():
         "in the spec (or `mmkeras train --data-service HOST:PORT`). Workers read the manifest's "
         "files by the trainer's paths, so they need the same data. Runs until killed.",
     )
-    service.add_argument("role", choices=("dispatcher", "worker"))
+    service.add_argument(
+        "role",
+        choices=("dispatcher", "worker"),
+        help="dispatcher (one per cluster: hands out the work) or worker (as many as the input needs)",
+    )
     service.add_argument(
         "--port",
         type=int,

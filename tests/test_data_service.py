@@ -12,8 +12,7 @@ import pytest
 from mmkeras.data.dataset import make_dataset
 from mmkeras.errors import DataError
 from mmkeras.spec.data_service import DataServiceSpec
-from mmkeras.training import train
-from tests.training_helpers import SMALL_MODEL
+from tests.training_helpers import run_cli, write_train_spec
 
 
 def _free_port():
@@ -60,16 +59,22 @@ def test_training_runs_through_a_dispatcher_and_two_workers(quickstart_spec, tmp
                 _serve("worker", "--dispatcher", f"127.0.0.1:{port}", "--port", str(worker_port))
             )
             _wait_for(worker_port, processes[-1])
-        spec = copy.deepcopy(quickstart_spec)
-        spec.data.service = DataServiceSpec(f"127.0.0.1:{port}")
-        spec.model.encoders = SMALL_MODEL["encoders"]
-        spec.train.epochs, spec.train.tensorboard_examples = 2, 0
-        spec.train.strategy = "mirrored"  # the two logical CPUs of conftest: two replicas
+        spec_path = write_train_spec(
+            os.path.join(quickstart_spec.base_dir, "spec.yaml"),
+            data={"service": f"127.0.0.1:{port}"},
+            epochs=2,
+            tensorboard_examples=0,
+            strategy="mirrored",
+        )
         time.sleep(2)  # the workers register with the dispatcher after they listen
         registered = _journal_size(journal)
-        result = train(spec, str(tmp_path / "run"), verbose=0)
-        assert os.path.exists(os.path.join(result.run_dir, "metrics.json"))
-        with open(os.path.join(result.run_dir, "history.csv")) as f:
+        # In a process of its own: a second MirroredStrategy in the test process would
+        # collide with the other tests' collectives. Two logical CPUs: two replicas.
+        run_dir = str(tmp_path / "run")
+        result = run_cli("train", spec_path, "--output-dir", run_dir, env={"MMKERAS_CPU_DEVICES": "2"})
+        assert result.returncode == 0, result.stderr
+        assert os.path.exists(os.path.join(run_dir, "metrics.json"))
+        with open(os.path.join(run_dir, "history.csv")) as f:
             assert len(f.read().strip().splitlines()) == 3  # the header and two epochs
         # The dispatcher journalled the jobs the training epochs asked for.
         assert _journal_size(journal) > registered
