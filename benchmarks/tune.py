@@ -21,6 +21,7 @@ import yaml
 
 from mmkeras.datasets import build_avmnist
 from mmkeras.evaluation import evaluate_run
+from mmkeras.quickstart import AVMNIST_DEGRADATION
 from mmkeras.spec import Spec
 from mmkeras.tune import tune
 
@@ -49,7 +50,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     work = args.work_dir or tempfile.mkdtemp(prefix="mmkeras-tune-")
     data = os.path.join(work, "data")
-    build_avmnist(data, image_energy_removed=0.99, audio_snr_db=10)
+    build_avmnist(data, **AVMNIST_DEGRADATION)
     with open(os.path.join(data, "spec.yaml")) as f:
         mapping = yaml.safe_load(f)
     mapping["tune"] = {"algorithm": args.algorithm, "max_trials": args.trials, "space": SPACE}
