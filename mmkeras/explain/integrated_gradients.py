@@ -82,13 +82,6 @@ def baseline(layer, value):
     return tf.zeros_like(value)
 
 
-def trapezoid_weights(steps):
-    """The weight of each of the `steps + 1` points from 0 to 1 in the trapezoidal rule."""
-    weights = np.full(steps + 1, 1.0 / steps, np.float32)
-    weights[[0, -1]] /= 2
-    return weights
-
-
 @contextlib.contextmanager
 def _scaled_outputs(scales):
     """Within the block, each layer's output is multiplied by its scale.
@@ -112,7 +105,84 @@ def _scaled_outputs(scales):
             del layer.call
 
 
-def integrated_gradients(task, inputs, unit, steps=64):
+@dataclasses.dataclass
+class _Path:
+    """A row's straight path from its baselines, with the gradient sums that
+    the trapezoidal rule weighs: at both ends, and at the interior points of
+    `steps` equal intervals (halving them keeps every point already taken)."""
+
+    task: object
+    inputs: dict
+    unit: int
+    rows: dict
+    baselines: dict
+    text: list
+    ends: dict = None
+    interior: dict = None
+    outputs: np.ndarray = None
+    steps: int = 0
+
+    @classmethod
+    def start(cls, task, inputs, unit, steps):
+        layers = task.preprocessor.features
+        rows = {name: tf.convert_to_tensor(inputs[name])[0] for name in layers}
+        baselines = {name: baseline(layer, rows[name]) for name, layer in layers.items()}
+        text = [name for name, layer in layers.items() if isinstance(layer, TextPreprocessor)]
+        path = cls(task, inputs, unit, rows, baselines, text, steps=steps)
+        path.ends, path.outputs = path.gradient_sums(np.array([0.0, 1.0], np.float32))
+        path.interior, _ = path.gradient_sums(np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)[1:-1])
+        return path
+
+    def halve_intervals(self):
+        midpoints = ((np.arange(self.steps) + 0.5) / self.steps).astype(np.float32)
+        sums, _ = self.gradient_sums(midpoints)
+        self.interior = {name: self.interior[name] + sums[name] for name in sums}
+        self.steps *= 2
+
+    def attribution(self):
+        features = {}
+        for name, ends in self.ends.items():
+            integral = (ends / 2 + self.interior[name]) / self.steps
+            moved = 1.0 if name in self.text else (self.rows[name] - self.baselines[name]).numpy()
+            features[name] = integral * moved
+        return Attribution(features, float(self.outputs[1]), float(self.outputs[0]), self.steps)
+
+    def gradient_sums(self, alphas):
+        """({feature: the explained output's gradient summed over the points
+        at `alphas`, per token for a text and per input value otherwise},
+        the output at each point)."""
+        embeddings = {name: self.task.backbone.encoders[name].token_embedding for name in self.text}
+        rows, text = self.rows, self.text
+        # A text's sums: one per token; the others': one per input value.
+        sums = {name: np.zeros(rows[name].shape[:1] if name in text else rows[name].shape) for name in rows}
+        outputs = []
+        for start in range(0, len(alphas), CHUNK):
+            chunk = tf.constant(alphas[start : start + CHUNK])
+            size = int(chunk.shape[0])
+            path, scales = {}, {}
+            for name in rows:
+                if name in self.text:
+                    path[name] = tf.tile(rows[name][tf.newaxis], [size, 1])
+                    scales[name] = tf.tile(chunk[:, tf.newaxis, tf.newaxis], [1, rows[name].shape[0], 1])
+                else:
+                    alpha = tf.reshape(chunk, [size] + [1] * len(rows[name].shape))
+                    path[name] = self.baselines[name] + alpha * (rows[name] - self.baselines[name])
+            path[MODALITY_MASK] = tf.tile(tf.convert_to_tensor(self.inputs[MODALITY_MASK]), [size, 1])
+            moving = {name: scales[name] if name in self.text else path[name] for name in rows}
+            with tf.GradientTape() as tape:
+                tape.watch(list(moving.values()))
+                with _scaled_outputs({embeddings[name]: scales[name] for name in self.text}):
+                    output = self.task(path, training=False)[PREDICTION][:, self.unit]
+            # A feature the model no longer reads (switched off) has no gradient.
+            gradients = tape.gradient(output, moving, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            for name, gradient in gradients.items():
+                summed = gradient.numpy().sum(axis=0)
+                sums[name] += summed[..., 0] if name in self.text else summed
+            outputs.append(output.numpy())
+        return sums, np.concatenate(outputs) if outputs else np.zeros(0)
+
+
+def integrated_gradients(task, inputs, unit, steps=DEFAULT_STEPS):
     """The attributions of one output unit to every feature of one row.
 
     Args:
@@ -125,57 +195,19 @@ def integrated_gradients(task, inputs, unit, steps=64):
     Returns:
         Attribution.
     """
-    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
-    weights = trapezoid_weights(steps)
-    layers = task.preprocessor.features
-    rows = {name: tf.convert_to_tensor(inputs[name])[0] for name in layers}
-    baselines = {name: baseline(layer, rows[name]) for name, layer in layers.items()}
-    text = [name for name, layer in layers.items() if isinstance(layer, TextPreprocessor)]
-    embeddings = {name: task.backbone.encoders[name].token_embedding for name in text}
-    # A text's attributions: one per token; the others': one per input value.
-    totals = {name: np.zeros(rows[name].shape[:1] if name in text else rows[name].shape) for name in layers}
-    outputs = []
-    for start in range(0, steps + 1, CHUNK):
-        chunk = tf.constant(alphas[start : start + CHUNK])
-        size = int(chunk.shape[0])
-        path, scales = {}, {}
-        for name in layers:
-            if name in text:
-                path[name] = tf.tile(rows[name][tf.newaxis], [size, 1])
-                scales[name] = tf.tile(chunk[:, tf.newaxis, tf.newaxis], [1, rows[name].shape[0], 1])
-            else:
-                shape = [size] + [1] * len(rows[name].shape)
-                alpha = tf.reshape(chunk, shape)
-                path[name] = baselines[name] + alpha * (rows[name] - baselines[name])
-        path[MODALITY_MASK] = tf.tile(tf.convert_to_tensor(inputs[MODALITY_MASK]), [size, 1])
-        moving = {name: scales[name] if name in text else path[name] for name in layers}
-        with tf.GradientTape() as tape:
-            tape.watch(list(moving.values()))
-            with _scaled_outputs({embeddings[name]: scales[name] for name in text}):
-                output = task(path, training=False)[PREDICTION][:, unit]
-        # A feature the model no longer reads (switched off) has no gradient.
-        gradients = tape.gradient(output, moving, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        chunk_weights = weights[start : start + size]
-        for name, gradient in gradients.items():
-            weighted = np.tensordot(chunk_weights, gradient.numpy(), axes=1)
-            totals[name] += weighted[..., 0] if name in text else weighted
-        outputs.append(output.numpy())
-    outputs = np.concatenate(outputs)
-    features = {
-        name: totals[name] if name in text else totals[name] * (rows[name] - baselines[name]).numpy()
-        for name in layers
-    }
-    return Attribution(features, value=float(outputs[-1]), baseline_value=float(outputs[0]), steps=steps)
+    return _Path.start(task, inputs, unit, steps).attribution()
 
 
 def complete_integrated_gradients(task, inputs, unit, steps=DEFAULT_STEPS):
-    """`integrated_gradients` with the steps doubled until the attributions
-    are complete within the tolerance, or MAX_STEPS are reached: a path
-    that crosses a steep region (a log-mel spectrogram leaving silence)
-    needs more of them than a smooth one."""
+    """`integrated_gradients` with the intervals halved until the
+    attributions are complete within the tolerance, or MAX_STEPS are
+    reached: a path that crosses a steep region (a log-mel spectrogram
+    leaving silence) needs more of them than a smooth one. Each halving
+    evaluates only the new midpoints."""
+    path = _Path.start(task, inputs, unit, steps)
     while True:
-        attribution = integrated_gradients(task, inputs, unit, steps)
+        attribution = path.attribution()
         allowed = max(TOLERANCE * abs(attribution.value - attribution.baseline_value), ABSOLUTE_TOLERANCE)
-        if abs(attribution.completeness_gap) <= allowed or steps >= MAX_STEPS:
+        if abs(attribution.completeness_gap) <= allowed or path.steps >= MAX_STEPS:
             return attribution
-        steps *= 2
+        path.halve_intervals()
