@@ -129,8 +129,8 @@ def explain_run(run_dir, data, output_dir=None, max_rows=DEFAULT_ROWS, steps=DEF
         data: str. A CSV or JSONL manifest with the feature columns.
         output_dir: str or None. Defaults to RUN/explanations.
         max_rows: int. How many readable rows to explain.
-        steps: int. Path intervals to start from (doubled until the
-            attributions add up).
+        steps: int. Equal path intervals to start from (the steepest
+            are split until the attributions add up).
         label: str or None. Explain this class's probability instead of the
             predicted class's.
 

@@ -30,10 +30,13 @@ from mmkeras.preprocessing.preprocessor import MODALITY_MASK
 from mmkeras.preprocessing.text import TextPreprocessor
 from mmkeras.tasks.fusion_task import PREDICTION
 
-# Interpolated inputs per forward pass: bounds memory on large pictures.
+# Interpolated inputs per forward pass (bounds memory on large pictures), and
+# intervals split per round of `complete_integrated_gradients`.
 CHUNK = 32
 DEFAULT_STEPS = 64
 MAX_STEPS = 1024
+# Narrower intervals are not split: their gaps are float32 round-off.
+MIN_INTERVAL = 2.0**-16
 # Complete enough: the attributions add up to f(row) - f(baselines) within
 # this share of it, or within ABSOLUTE_TOLERANCE where it is tiny.
 TOLERANCE = 0.02
@@ -107,9 +110,12 @@ def _scaled_outputs(scales):
 
 @dataclasses.dataclass
 class _Path:
-    """A row's straight path from its baselines, with the gradient sums that
-    the trapezoidal rule weighs: at both ends, and at the interior points of
-    `steps` equal intervals (halving them keeps every point already taken)."""
+    """A row's straight path from its baselines, sampled at `alphas` (0 to 1,
+    sorted): the explained output and its gradient by every input at each
+    point. The trapezoidal rule between neighbouring points integrates the
+    gradients; each interval's own gap to completeness (the rule's integral
+    of d output / d alpha against the output's change over it) says where the
+    path needs more points."""
 
     task: object
     inputs: dict
@@ -117,10 +123,10 @@ class _Path:
     rows: dict
     baselines: dict
     text: list
-    ends: dict = None
-    interior: dict = None
+    alphas: np.ndarray = None
     outputs: np.ndarray = None
-    steps: int = 0
+    gradients: dict = None
+    slopes: np.ndarray = None
 
     @classmethod
     def start(cls, task, inputs, unit, steps):
@@ -128,58 +134,87 @@ class _Path:
         rows = {name: tf.convert_to_tensor(inputs[name])[0] for name in layers}
         baselines = {name: baseline(layer, rows[name]) for name, layer in layers.items()}
         text = [name for name, layer in layers.items() if isinstance(layer, TextPreprocessor)]
-        path = cls(task, inputs, unit, rows, baselines, text, steps=steps)
-        path.ends, path.outputs = path.gradient_sums(np.array([0.0, 1.0], np.float32))
-        path.interior, _ = path.gradient_sums(np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)[1:-1])
+        path = cls(task, inputs, unit, rows, baselines, text)
+        path.alphas, path.outputs, path.gradients = path.evaluate(np.linspace(0.0, 1.0, steps + 1))
+        path.slopes = path.slopes_at(path.gradients)
         return path
 
-    def halve_intervals(self):
-        midpoints = ((np.arange(self.steps) + 0.5) / self.steps).astype(np.float32)
-        sums, _ = self.gradient_sums(midpoints)
-        self.interior = {name: self.interior[name] + sums[name] for name in sums}
-        self.steps *= 2
+    @property
+    def steps(self):
+        return len(self.alphas) - 1
+
+    def moved(self, name):
+        """How far a feature moves along the path (a text's token scales: by 1)."""
+        return 1.0 if name in self.text else (self.rows[name] - self.baselines[name]).numpy()
+
+    def slopes_at(self, gradients):
+        """d output / d alpha at each point: the gradients along the path's direction."""
+        along = {name: gradients[name].astype(np.float64) * self.moved(name) for name in gradients}
+        return sum(values.reshape(len(values), -1).sum(axis=1) for values in along.values())
+
+    def interval_gaps(self):
+        widths = np.diff(self.alphas)
+        return widths / 2 * (self.slopes[:-1] + self.slopes[1:]) - np.diff(self.outputs)
+
+    def split_worst_intervals(self, count):
+        """Adds the midpoints of the `count` intervals with the largest gaps
+        (of those wider than MIN_INTERVAL); False if none is left to split."""
+        gaps = np.where(np.diff(self.alphas) > MIN_INTERVAL, np.abs(self.interval_gaps()), -1.0)
+        worst = np.argsort(-gaps)[:count]
+        worst = worst[gaps[worst] >= 0]
+        if not len(worst):
+            return False
+        alphas, outputs, gradients = self.evaluate((self.alphas[worst] + self.alphas[worst + 1]) / 2)
+        order = np.argsort(np.concatenate([self.alphas, alphas]), kind="stable")
+        self.alphas = np.concatenate([self.alphas, alphas])[order]
+        self.outputs = np.concatenate([self.outputs, outputs])[order]
+        self.gradients = {n: np.concatenate([self.gradients[n], gradients[n]])[order] for n in gradients}
+        self.slopes = np.concatenate([self.slopes, self.slopes_at(gradients)])[order]
+        return True
 
     def attribution(self):
-        features = {}
-        for name, ends in self.ends.items():
-            integral = (ends / 2 + self.interior[name]) / self.steps
-            moved = 1.0 if name in self.text else (self.rows[name] - self.baselines[name]).numpy()
-            features[name] = integral * moved
-        return Attribution(features, float(self.outputs[1]), float(self.outputs[0]), self.steps)
+        widths = np.diff(self.alphas)
+        weights = np.concatenate([widths, [0.0]]) / 2 + np.concatenate([[0.0], widths]) / 2
+        features = {
+            name: np.tensordot(weights, gradients, axes=1) * self.moved(name)
+            for name, gradients in self.gradients.items()
+        }
+        return Attribution(features, float(self.outputs[-1]), float(self.outputs[0]), self.steps)
 
-    def gradient_sums(self, alphas):
-        """({feature: the explained output's gradient summed over the points
-        at `alphas`, per token for a text and per input value otherwise},
-        the output at each point)."""
+    def evaluate(self, alphas):
+        """(alphas, the explained output at each, {feature: its gradient at
+        each, per token for a text and per input value otherwise})."""
         embeddings = {name: self.task.backbone.encoders[name].token_embedding for name in self.text}
         rows, text = self.rows, self.text
-        # A text's sums: one per token; the others': one per input value.
-        sums = {name: np.zeros(rows[name].shape[:1] if name in text else rows[name].shape) for name in rows}
-        outputs = []
+        outputs, gradients = [], {name: [] for name in rows}
         for start in range(0, len(alphas), CHUNK):
-            chunk = tf.constant(alphas[start : start + CHUNK])
+            chunk = tf.constant(alphas[start : start + CHUNK], tf.float32)
             size = int(chunk.shape[0])
             path, scales = {}, {}
             for name in rows:
-                if name in self.text:
+                if name in text:
                     path[name] = tf.tile(rows[name][tf.newaxis], [size, 1])
                     scales[name] = tf.tile(chunk[:, tf.newaxis, tf.newaxis], [1, rows[name].shape[0], 1])
                 else:
                     alpha = tf.reshape(chunk, [size] + [1] * len(rows[name].shape))
                     path[name] = self.baselines[name] + alpha * (rows[name] - self.baselines[name])
             path[MODALITY_MASK] = tf.tile(tf.convert_to_tensor(self.inputs[MODALITY_MASK]), [size, 1])
-            moving = {name: scales[name] if name in self.text else path[name] for name in rows}
+            moving = {name: scales[name] if name in text else path[name] for name in rows}
             with tf.GradientTape() as tape:
                 tape.watch(list(moving.values()))
-                with _scaled_outputs({embeddings[name]: scales[name] for name in self.text}):
+                with _scaled_outputs({embeddings[name]: scales[name] for name in text}):
                     output = self.task(path, training=False)[PREDICTION][:, self.unit]
             # A feature the model no longer reads (switched off) has no gradient.
-            gradients = tape.gradient(output, moving, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            for name, gradient in gradients.items():
-                summed = gradient.numpy().sum(axis=0)
-                sums[name] += summed[..., 0] if name in self.text else summed
-            outputs.append(output.numpy())
-        return sums, np.concatenate(outputs) if outputs else np.zeros(0)
+            computed = tape.gradient(output, moving, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            for name, gradient in computed.items():
+                gradient = gradient.numpy()
+                gradients[name].append(gradient[..., 0] if name in text else gradient)
+            outputs.append(output.numpy().astype(np.float64))
+        return (
+            np.asarray(alphas, np.float64),
+            np.concatenate(outputs),
+            {name: np.concatenate(values) for name, values in gradients.items()},
+        )
 
 
 def integrated_gradients(task, inputs, unit, steps=DEFAULT_STEPS):
@@ -199,15 +234,16 @@ def integrated_gradients(task, inputs, unit, steps=DEFAULT_STEPS):
 
 
 def complete_integrated_gradients(task, inputs, unit, steps=DEFAULT_STEPS):
-    """`integrated_gradients` with the intervals halved until the
-    attributions are complete within the tolerance, or MAX_STEPS are
-    reached: a path that crosses a steep region (a log-mel spectrogram
-    leaving silence) needs more of them than a smooth one. Each halving
-    evaluates only the new midpoints."""
+    """`integrated_gradients` with points added until the attributions are
+    complete within the tolerance, or the path has MAX_STEPS intervals. A
+    path that crosses a steep region (a log-mel spectrogram leaving silence,
+    token vectors growing from 0) needs many points there and few elsewhere,
+    so each round halves the CHUNK intervals whose own gaps are largest."""
     path = _Path.start(task, inputs, unit, steps)
     while True:
         attribution = path.attribution()
         allowed = max(TOLERANCE * abs(attribution.value - attribution.baseline_value), ABSOLUTE_TOLERANCE)
         if abs(attribution.completeness_gap) <= allowed or path.steps >= MAX_STEPS:
             return attribution
-        path.halve_intervals()
+        if not path.split_worst_intervals(min(CHUNK, MAX_STEPS - path.steps)):
+            return attribution
