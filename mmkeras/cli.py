@@ -411,7 +411,7 @@ def build_parser():
         "to every word, pixel, spectrogram cell and record column, all modalities at once, against "
         "baselines that carry nothing (no words, a black picture, silence, each record column at "
         "its training mean). The attributions add up to the output minus its value on the "
-        "baselines; points are added where the path is steep until they do within 2%%. Writes a "
+        "baselines; points are added where the path is steep until they do within 2%. Writes a "
         "picture per row, explanations.html (the words highlighted) and attributions.json, and "
         "shows the pictures in TensorBoard (RUN/logs/explain).",
     )
