@@ -133,6 +133,23 @@ def test_cross_modal_attention_fusion_layer():
     run_layer_test(CrossModalAttentionFusion, {"hidden_dim": 8, "num_heads": 2}, [sequences, masks], (2, 16))
 
 
+def test_cross_attention_pair_products_multiply_each_pairs_two_vectors():
+    sequences = [rng.rand(2, 5, 3).astype("float32"), rng.rand(2, 7, 4).astype("float32"), rng.rand(2, 3, 2)]
+    masks = [np.ones((2, 5), bool), np.ones((2, 7), bool), np.ones((2, 3), bool)]
+    layer = CrossModalAttentionFusion(hidden_dim=4, num_heads=2, pair_products=True)
+    run_layer_test(
+        CrossModalAttentionFusion,
+        {"hidden_dim": 4, "num_heads": 2, "pair_products": True, "null_position": True},
+        [sequences, masks],
+        (2, 4 * 9),
+    )
+    # Six ordered pairs' vectors, then the products of (0,1)x(1,0), (0,2)x(2,0), (1,2)x(2,1).
+    vectors = np.split(layer(sequences, masks).numpy(), 9, axis=-1)
+    pairs = dict(zip(layer.pairs, vectors))
+    for product, (a, b) in zip(vectors[6:], [(0, 1), (0, 2), (1, 2)]):
+        np.testing.assert_allclose(product, pairs[(a, b)] * pairs[(b, a)], rtol=1e-6)
+
+
 def test_tensor_fusion_by_hand():
     # [1, 2; 1] (x) [3; 1] = [[3, 1], [6, 2], [3, 1]] -> flattened row by row.
     fused = TensorFusion()([np.array([[1.0, 2.0]]), np.array([[3.0]])])
@@ -166,8 +183,9 @@ def test_gmu_gates_are_probabilities_and_missing_modalities_get_none():
     np.testing.assert_allclose(masked[1, 2], 1.0)
 
 
-def test_cross_attention_ignores_padded_positions():
-    layer = CrossModalAttentionFusion(hidden_dim=8, num_heads=2, num_layers=2)
+@pytest.mark.parametrize("null_position", [False, True])
+def test_cross_attention_ignores_padded_positions(null_position):
+    layer = CrossModalAttentionFusion(hidden_dim=8, num_heads=2, num_layers=2, null_position=null_position)
     text = rng.rand(1, 6, 3).astype("float32")
     audio = rng.rand(1, 4, 5).astype("float32")
     text_mask = np.array([[1, 1, 1, 0, 0, 0]], bool)
