@@ -10,10 +10,11 @@ test accuracy. This is the table in the README.
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
+
+from progress import write_json
 
 from mmkeras.datasets import build_avmnist
 from mmkeras.evaluation import evaluate_run
@@ -55,9 +56,7 @@ def main(argv=None):
     for name, value in table.items():
         if name.startswith("fused"):
             print(f"  {name:<26} {100 * (value - best_single):+.1f} points")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(table, f, indent=2)
+    write_json(args.json, table)
     return table
 
 

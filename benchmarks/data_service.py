@@ -16,13 +16,14 @@ when workers run on other machines.
 """
 
 import argparse
-import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from progress import write_json
 
 from mmkeras.data.dataset import build_preprocessor, make_dataset
 from mmkeras.datasets import build_flickr8k
@@ -91,9 +92,7 @@ def main(argv=None):
     print(f"cores: {os.cpu_count()}, Flickr8k training rows, pictures {args.image_size} px, uncached")
     for name, value in results.items():
         print(f"  {name:<10} {value:8.0f} rows/s  ({value / results['local']:.2f}x the local pipeline)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return results
 
 

@@ -41,6 +41,7 @@ split_cpu()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
+from progress import write_json  # noqa: E402
 from training import StepTimer, emoji_spec  # noqa: E402
 
 from mmkeras.data import build_preprocessor, make_dataset, make_distributed_dataset  # noqa: E402
@@ -211,9 +212,7 @@ def main(argv=None):
     print(f"mmkeras train, mixed_precision auto -> {policy}: final loss {loss:.4f}", flush=True)
     if not math.isfinite(loss):
         raise SystemExit(f"the full training run ended with loss {loss}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return results
 
 

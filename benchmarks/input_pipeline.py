@@ -17,7 +17,6 @@ times, and the median is reported.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+from progress import write_json
 
 import mmkeras
 from mmkeras.data import build_preprocessor, make_dataset
@@ -284,9 +284,7 @@ def main(argv=None):
         f"ceiling_fraction {results['ceiling_fraction']:.2f}  (no cache: {results['uncached_ratio']:.2f} / "
         f"{results['uncached_ratio_best_peer']:.2f} / {results['uncached_ceiling_fraction']:.2f})"
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return results
 
 

@@ -1,9 +1,16 @@
-"""What the long benchmarks share: results kept as they come, and how a
-score over several seeds is written."""
+"""What the benchmarks share: results written as JSON (kept as they come in
+the long ones), and how a score over several seeds is written."""
 
 import json
 
 import numpy as np
+
+
+def write_json(path, results):
+    """Writes `results` to `path` (`--json`), if one was given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
 
 
 def measure_each(names, measure, json_path=None):
@@ -13,9 +20,7 @@ def measure_each(names, measure, json_path=None):
     results = {}
     for name in names:
         results[name] = measure(name)
-        if json_path:
-            with open(json_path, "w") as f:
-                json.dump(results, f, indent=2)
+        write_json(json_path, results)
     return results
 
 

@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from progress import write_json
 
 from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_quickstart
@@ -201,9 +202,7 @@ def main():
     )
     for name, value in results.items():
         print(f"{name:>36}: {value:10.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

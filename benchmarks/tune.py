@@ -12,12 +12,12 @@ the search never saw.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 
 import yaml
+from progress import write_json
 
 from mmkeras.datasets import build_avmnist
 from mmkeras.evaluation import evaluate_run
@@ -75,9 +75,7 @@ def main(argv=None):
         accuracies = f"{score['validation_accuracy']:.3f} | {score['test_accuracy']:.3f}"
         print(f"| {name} | {score['trial']} | {accuracies} | {values} |")
     results = {"trials": result.trials, "scores": scores}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return results
 
 
