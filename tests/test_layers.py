@@ -8,6 +8,7 @@ from mmkeras.layers import (
     CrossModalAttentionFusion,
     GatedFusion,
     GradientScale,
+    HadamardFusion,
     LateFusion,
     LowRankTensorFusion,
     LSTMTextEncoder,
@@ -169,6 +170,17 @@ def test_low_rank_tensor_fusion_equals_the_full_weight_tensor():
     outer = TensorFusion()(inputs).numpy().reshape(2, 4, 5, 3)
     expected = np.einsum("bijk,ijko->bo", outer, full) + layer.bias.numpy()
     np.testing.assert_allclose(output, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_hadamard_fusion_multiplies_each_modalitys_tanh_projection():
+    run_layer_test(HadamardFusion, {"hidden_dim": 5}, [[A, B, C]], (2, 5))
+    layer = HadamardFusion(hidden_dim=5)
+    output = layer([A, B, C]).numpy()
+    expected = np.ones((2, 5))
+    for projection, x in zip(layer.projections, (A, B, C)):
+        kernel, bias = (w.numpy() for w in projection.weights)
+        expected *= np.tanh(x @ kernel + bias)
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_gmu_gates_are_probabilities_and_missing_modalities_get_none():

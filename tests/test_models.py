@@ -25,6 +25,7 @@ FUSIONS = {
     "gated": {"hidden_dim": 16},
     "tensor": {},
     "low_rank_tensor": {"output_dim": 16, "rank": 4},
+    "hadamard": {"hidden_dim": 16},
     "cross_attention": {"hidden_dim": 16, "num_heads": 2},
 }
 

@@ -14,6 +14,7 @@ from mmkeras.layers.caption_decoders import LSTMCaptionDecoder, TransformerCapti
 from mmkeras.layers.concat_fusion import ConcatFusion
 from mmkeras.layers.cross_modal_attention_fusion import CrossModalAttentionFusion
 from mmkeras.layers.gated_fusion import GatedFusion
+from mmkeras.layers.hadamard_fusion import HadamardFusion
 from mmkeras.layers.image_encoders import BackboneImageEncoder, CNNImageEncoder
 from mmkeras.layers.late_fusion import LateFusion
 from mmkeras.layers.record_encoders import RecordMLPEncoder
@@ -37,6 +38,7 @@ FUSIONS = {
     "gated": GatedFusion,
     "tensor": TensorFusion,
     "low_rank_tensor": LowRankTensorFusion,
+    "hadamard": HadamardFusion,
     "cross_attention": CrossModalAttentionFusion,
 }
 # A captioning model's decoders; the first is the default.

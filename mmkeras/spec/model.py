@@ -148,7 +148,7 @@ class ModelSpec:
         encoders: dict. Feature name to `{type: ..., **arguments}`; a feature
             left out gets its modality's default (lstm, cnn, spectrogram_cnn).
         fusion: dict. `{type: concat | late | gated | tensor |
-            low_rank_tensor | cross_attention, modality_dropout: 0.2, ...}`;
+            low_rank_tensor | hadamard | cross_attention, modality_dropout: 0.2, ...}`;
             `modality_dropout` defaults to `DEFAULT_MODALITY_DROPOUT`.
         head: dict. `{hidden_dims: [256], dropout_rate: 0.3}`.
         balance: BalanceSpec or dict. Per-modality heads and the balance
