@@ -12,6 +12,11 @@ categories; Adam, batch 64, on the real emoji names and images.
 - `stall_fraction`: how much of the step time is spent waiting for input:
   1 - (samples/s with the real file pipeline, uncached) /
   (samples/s on the same batches cached in memory by `cache: memory`).
+- `long_text_ratio`: the same two models where the text fills the sequence.
+  The emoji names are a few words in 64 positions, mostly padding; here
+  each Flickr8k photograph's five English captions, joined, are the text
+  (photographs whose captions have at least LONG_TEXT_WORDS words: 60-64
+  real tokens of 64) and the label says whether they mention a dog.
 
 Runs alternate, `--rounds` times; medians are reported.
 
@@ -19,22 +24,28 @@ Runs alternate, `--rounds` times; medians are reported.
 """
 
 import argparse
-import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
 
+import torch_before_tensorflow  # noqa: F401  (first: see there)
+
+# isort: split
 import keras
 import numpy as np
+from progress import write_json
 
 from mmkeras.data import build_preprocessor, make_dataset
-from mmkeras.datasets import build_emoji
+from mmkeras.datasets import build_emoji, load_flickr8k
+from mmkeras.datasets.files import write_csv, write_spec
 from mmkeras.tasks import build_task
 
 BATCH = 64
 SEQUENCE = 64
+LONG_TEXT_WORDS = 60
 MODEL = {
     "encoders": {
         "name": {"type": "lstm", "embedding_dim": 128, "units": 128, "bidirectional": True},
@@ -56,6 +67,28 @@ def emoji_spec(folder, cache, batch_size=BATCH):
     path = os.path.join(folder, f"spec_{cache or 'nocache'}.yaml")
     yaml.safe_dump(mapping, open(path, "w"))
     return spec.from_yaml(path)
+
+
+def long_text_spec(folder):
+    """Flickr8k photographs whose five captions, joined, fill the sequence."""
+    joined = {}
+    for row in load_flickr8k():
+        joined[row["image"]] = f"{joined.get(row['image'], '')} {row['caption']}".strip()
+    rows = [
+        {"text": text, "image": image, "label": "dog" if re.search(r"\bdogs?\b", text, re.I) else "other"}
+        for image, text in joined.items()
+        if len(re.findall(r"\w+", text)) >= LONG_TEXT_WORDS
+    ]
+    os.makedirs(folder, exist_ok=True)
+    write_csv(os.path.join(folder, "train.csv"), rows, ["text", "image", "label"])
+    features = [
+        {"name": "text", "modality": "text", "max_tokens": 20000, "sequence_length": SEQUENCE},
+        {"name": "image", "modality": "image", "size": [64, 64], "channels": 3},
+    ]
+    data = {"train": "train.csv", "features": features, "target": {"column": "label", "type": "categorical"}}
+    data.update(batch_size=BATCH, cache="memory", validation_split=None)
+    model = {**MODEL, "encoders": {"text": MODEL["encoders"]["name"], "image": MODEL["encoders"]["image"]}}
+    return write_spec(os.path.join(folder, "spec.yaml"), data, model)
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -153,51 +186,70 @@ def torch_rate(model, tokens, images, labels, epochs):
     return (steps - 1) * epochs * BATCH / seconds
 
 
+def contenders(spec, text, epochs, file_spec=None):
+    """{name: a function timing it} for the mmkeras model of `spec` (cached,
+    and with `file_spec` also uncached) and the PyTorch reference on the same
+    preprocessed arrays, and those arrays' inputs."""
+    import torch
+
+    preprocessor = build_preprocessor(spec, progress=False)
+    cached = make_dataset(spec, "train", training=True, preprocessor=preprocessor)
+    batches = list(cached)  # fills the cache; also the arrays PyTorch trains on
+    keras_model = build_task(spec, preprocessor)
+    keras_model.compile()
+    inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    labels = np.concatenate([b[1] for b in batches])
+    reference = torch_model(preprocessor.features[text].vocabulary_size, len(preprocessor.target.labels))
+    torch.set_num_threads(os.cpu_count())
+    timed = {
+        "mmkeras": lambda: keras_rate(keras_model, cached, epochs),
+        "torch": lambda: torch_rate(reference, inputs[text], inputs["image"], labels, epochs),
+    }
+    if file_spec:
+        files = make_dataset(file_spec, "train", training=True, preprocessor=preprocessor)
+        timed["mmkeras_files"] = lambda: keras_rate(keras_model, files, epochs)
+    return timed, inputs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
+    parser.add_argument(
+        "--long-text-epochs", type=int, default=8, help="timed epochs per long-text measurement (324 rows)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
-    import torch
 
     work = tempfile.mkdtemp(prefix="mmkeras-train-bench-")
-    cached_spec = emoji_spec(os.path.join(work, "cached"), "memory")
-    file_spec = emoji_spec(os.path.join(work, "files"), None)
-    preprocessor = build_preprocessor(cached_spec, progress=False)
-    cached = make_dataset(cached_spec, "train", training=True, preprocessor=preprocessor)
-    files = make_dataset(file_spec, "train", training=True, preprocessor=preprocessor)
-    batches = list(cached)  # fills the cache; also the arrays PyTorch trains on
-
-    keras_model = build_task(cached_spec, preprocessor)
-    keras_model.compile()
-    inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
-    labels = np.concatenate([b[1] for b in batches])
-    reference = torch_model(preprocessor.features["name"].vocabulary_size, len(preprocessor.target.labels))
-    torch.set_num_threads(os.cpu_count())
-
-    contenders = {
-        "mmkeras": lambda: keras_rate(keras_model, cached, args.epochs),
-        "mmkeras_files": lambda: keras_rate(keras_model, files, args.epochs),
-        "torch": lambda: torch_rate(reference, inputs["name"], inputs["image"], labels, args.epochs),
-    }
-    rates = {name: [] for name in contenders}
+    emoji = emoji_spec(os.path.join(work, "cached"), "memory")
+    timed, inputs = contenders(emoji, "name", args.epochs, emoji_spec(os.path.join(work, "files"), None))
+    long_text = long_text_spec(os.path.join(work, "long"))
+    long_timed, long_inputs = contenders(long_text, "text", args.long_text_epochs)
+    timed.update({f"long_text_{name}": run for name, run in long_timed.items()})
+    rates = {name: [] for name in timed}
     for round_index in range(args.rounds):
-        for name, run in contenders.items():
+        for name, run in timed.items():
             rates[name].append(run())
-            print(f"round {round_index + 1} {name:<16} {rates[name][-1]:8.1f} samples/s", flush=True)
+            print(f"round {round_index + 1} {name:<22} {rates[name][-1]:8.1f} samples/s", flush=True)
     rounds = rates
     rates = {name: statistics.median(values) for name, values in rates.items()}
     results = {
-        "rows": int(len(labels)),
+        "rows": int(len(inputs["name"])),
         "cpu_count": os.cpu_count(),
         "mmkeras_samples_per_s": rates["mmkeras"],
         "torch_samples_per_s": rates["torch"],
         "ratio": rates["mmkeras"] / rates["torch"],
         "mmkeras_file_pipeline_samples_per_s": rates["mmkeras_files"],
         "stall_fraction": max(0.0, 1 - rates["mmkeras_files"] / rates["mmkeras"]),
+        "mean_tokens": float((inputs["name"] != 0).sum(axis=1).mean()),
+        "long_text_rows": int(len(long_inputs["text"])),
+        "long_text_mean_tokens": float((long_inputs["text"] != 0).sum(axis=1).mean()),
+        "long_text_mmkeras_samples_per_s": rates["long_text_mmkeras"],
+        "long_text_torch_samples_per_s": rates["long_text_torch"],
+        "long_text_ratio": rates["long_text_mmkeras"] / rates["long_text_torch"],
         "rounds": rounds,
     }
     print(f"\nBiLSTM(128) x 64 tokens + 3-block CNN 64x64 + Dense(256), batch {BATCH}, {os.cpu_count()} CPUs")
@@ -205,12 +257,16 @@ def main(argv=None):
         ("mmkeras", "mmkeras fit, make_dataset (cache: memory)"),
         ("mmkeras_files", "mmkeras fit, file pipeline, no cache"),
         ("torch", "PyTorch, same architecture, tensors in memory"),
+        ("long_text_mmkeras", "long text: mmkeras fit (cache: memory)"),
+        ("long_text_torch", "long text: PyTorch, tensors in memory"),
     ):
         print(f"{label:<48}{rates[name]:>10.1f} samples/s")
-    print(f"\nratio {results['ratio']:.2f}  stall_fraction {results['stall_fraction']:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    print(
+        f"\nratio {results['ratio']:.2f} ({results['mean_tokens']:.1f} tokens of {SEQUENCE})  "
+        f"stall_fraction {results['stall_fraction']:.3f}  long_text_ratio {results['long_text_ratio']:.2f} "
+        f"({results['long_text_mean_tokens']:.1f} tokens of {SEQUENCE})"
+    )
+    write_json(args.json, results)
     return results
 
 
