@@ -26,9 +26,10 @@ from mmkeras.quickstart import single_modality_spec
 from mmkeras.training import train
 
 TYPES = ("yes/no", "shape", "color")
-# The spec's fusion (the question's words attending to the picture's regions,
-# and back) and concatenation of the pooled encodings, its other settings kept.
-FUSIONS = ("cross_attention", "concat")
+# The spec's fusion (the two encodings' projections multiplied), the
+# question's words attending to the picture's regions (and back), and
+# concatenation of the pooled encodings; the spec's other settings kept.
+FUSIONS = ("hadamard", "cross_attention", "concat")
 
 
 def models(spec):
