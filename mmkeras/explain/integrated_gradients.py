@@ -123,6 +123,7 @@ class _Path:
     rows: dict
     baselines: dict
     text: list
+    moves: dict = None
     alphas: np.ndarray = None
     outputs: np.ndarray = None
     gradients: dict = None
@@ -134,7 +135,9 @@ class _Path:
         rows = {name: tf.convert_to_tensor(inputs[name])[0] for name in layers}
         baselines = {name: baseline(layer, rows[name]) for name, layer in layers.items()}
         text = [name for name, layer in layers.items() if isinstance(layer, TextPreprocessor)]
-        path = cls(task, inputs, unit, rows, baselines, text)
+        # How far each feature moves along the path (a text's token scales: by 1).
+        moves = {n: 1.0 if n in text else (rows[n] - baselines[n]).numpy() for n in layers}
+        path = cls(task, inputs, unit, rows, baselines, text, moves)
         path.alphas, path.outputs, path.gradients = path.evaluate(np.linspace(0.0, 1.0, steps + 1))
         path.slopes = path.slopes_at(path.gradients)
         return path
@@ -143,13 +146,9 @@ class _Path:
     def steps(self):
         return len(self.alphas) - 1
 
-    def moved(self, name):
-        """How far a feature moves along the path (a text's token scales: by 1)."""
-        return 1.0 if name in self.text else (self.rows[name] - self.baselines[name]).numpy()
-
     def slopes_at(self, gradients):
         """d output / d alpha at each point: the gradients along the path's direction."""
-        along = {name: gradients[name].astype(np.float64) * self.moved(name) for name in gradients}
+        along = {name: gradients[name].astype(np.float64) * self.moves[name] for name in gradients}
         return sum(values.reshape(len(values), -1).sum(axis=1) for values in along.values())
 
     def interval_gaps(self):
@@ -176,7 +175,7 @@ class _Path:
         widths = np.diff(self.alphas)
         weights = np.concatenate([widths, [0.0]]) / 2 + np.concatenate([[0.0], widths]) / 2
         features = {
-            name: np.tensordot(weights, gradients, axes=1) * self.moved(name)
+            name: np.tensordot(weights, gradients, axes=1) * self.moves[name]
             for name, gradients in self.gradients.items()
         }
         return Attribution(features, float(self.outputs[-1]), float(self.outputs[0]), self.steps)
