@@ -160,6 +160,34 @@ def test_unimodal_heads_reach_their_encoders_only_by_head_weight(
     assert task.fusion_check("accuracy", 0.8, {"caption": 0.4, "image": 0.7, "audio": 0.3})["message"] is None
 
 
+@pytest.mark.parametrize("encoder", ["lstm", "transformer", "pretrained"])
+def test_text_padding_trimmed_per_batch_changes_no_prediction(
+    encoder, quickstart_spec, tmp_path, minilm_folder
+):
+    features = quickstart_spec.to_dict()["data"]["features"]
+    features[0]["sequence_length"] = 24
+    if encoder == "pretrained":
+        features[0]["tokenizer"] = minilm_folder
+    small = {"hidden_dim": 16, "intermediate_dim": 16} if encoder == "transformer" else {}
+    text = {"type": encoder, **small}
+    model_section = {"encoders": {**SMALL_ENCODERS, "caption": text}}
+    spec = _spec_with_model(quickstart_spec, tmp_path, model_section, features=features)
+    preprocessor = build_preprocessor(spec, progress=False)
+    model = build_task(spec, preprocessor)
+    inputs, _ = next(iter(make_dataset(spec, "validation", preprocessor=preprocessor, batch_size=8)))
+    source = open_split(spec, "validation")
+    rows = {f.name: tf.constant([source.fetch(i, f) for i in range(8)]) for f in spec.data.features}
+    full = preprocessor(rows)
+    ids = full["caption"].numpy()
+    longest = max(np.flatnonzero(row).max() + 1 for row in ids)
+    width = inputs["caption"].shape[1]
+    # The next power of two that holds every text of the batch, all of it.
+    assert longest <= width < 2 * longest and width & (width - 1) == 0 and width < 24
+    np.testing.assert_array_equal(inputs["caption"].numpy(), ids[:, :width])
+    assert not ids[:, width:].any()
+    np.testing.assert_allclose(model.predict(inputs, verbose=0), model.predict(full, verbose=0), atol=1e-5)
+
+
 def test_missing_or_switched_off_modality_at_predict_time(quickstart_spec, quickstart_preprocessor, tmp_path):
     model_section = {
         "encoders": SMALL_ENCODERS,

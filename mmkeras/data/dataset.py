@@ -118,7 +118,8 @@ def make_dataset(
 
     Rows are sharded for this input pipeline, shuffled (seeded) while they are
     still paths, read and decoded in parallel, optionally cached as decoded
-    tensors, batched per replica, augmented (training only) and prefetched.
+    tensors, batched per replica, augmented (training only), each text's
+    padding trimmed to its batch's longest text, and prefetched.
     With `data.service`, all of that but the prefetch runs for the training
     split on tf.data service workers (`mmkeras.data.service`): this
     pipeline's shard of the rows is split among them.
@@ -187,7 +188,12 @@ def make_dataset(
         # random ops it lets tf.data run batches in parallel.
         seeds = tf.data.Dataset.random(seed=seed).batch(2).map(lambda s: tf.cast(s, tf.int32))
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, batch_seed: _augment(preprocessor, batch, batch_seed, has_target),
+            lambda batch, batch_seed: _with_inputs(batch, lambda x: preprocessor.augment(x, batch_seed)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if preprocessor.has_text:
+        dataset = dataset.map(
+            lambda *batch: _with_inputs(batch if has_target else batch[0], preprocessor.trim_padding),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if class_weight:
@@ -210,11 +216,11 @@ def _class_weighter(class_weight):
     return add_weight
 
 
-def _augment(preprocessor, batch, seed, has_target):
-    if has_target:
-        inputs, target = batch
-        return preprocessor.augment(inputs, seed), target
-    return preprocessor.augment(batch, seed)
+def _with_inputs(batch, function):
+    """`batch`, `(inputs, target)` or `inputs` alone, with `function` applied to its inputs."""
+    if isinstance(batch, tuple):
+        return (function(batch[0]), *batch[1:])
+    return function(batch)
 
 
 def make_distributed_dataset(

@@ -67,6 +67,9 @@ class TfIdf(keras.layers.Layer):
         weighted = self.counts(token_ids) * tf.constant(self.idf, tf.float32)
         return tf.math.l2_normalize(weighted, axis=-1)
 
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.idf))
+
     def get_config(self):
         return {**super().get_config(), "idf": self.idf}
 
@@ -112,7 +115,8 @@ def _fit(task, train, idf=None):
     units, activation = task.head_output(task.preprocessor.target)
     batches = sum(1 for _ in train)
     example = next(iter(train))[0]
-    inputs = keras.Input(shape=example.shape[1:], dtype=example.dtype)
+    # Token ids are as wide as each batch's longest text (trimmed padding).
+    inputs = keras.Input(shape=example.shape[1:] if idf is None else (None,), dtype=example.dtype)
     x = TfIdf(idf)(inputs) if idf is not None else inputs
     model = keras.Model(inputs, keras.layers.Dense(units, activation=activation, dtype="float32")(x))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=task.default_loss())

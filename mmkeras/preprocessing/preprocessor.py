@@ -7,7 +7,7 @@ from mmkeras.preprocessing.audio import AudioPreprocessor
 from mmkeras.preprocessing.image import ImageAugmenter, ImagePreprocessor
 from mmkeras.preprocessing.preprocessing_layer import PreprocessingLayer
 from mmkeras.preprocessing.record import RecordPreprocessor
-from mmkeras.preprocessing.text import TextPreprocessor
+from mmkeras.preprocessing.text import TextPreprocessor, trim_padding
 
 MODALITY_MASK = "modality_mask"
 
@@ -151,6 +151,19 @@ class Preprocessor(PreprocessingLayer):
             present.append(tf.reduce_any(tf.stack([_is_present(v, layer) for v in raw.values()]), axis=0))
         outputs[MODALITY_MASK] = tf.cast(tf.stack(present, axis=-1), tf.float32)
         return outputs
+
+    def trim_padding(self, inputs):
+        """A batch of model inputs with each text's padding trimmed to the
+        batch's longest text (`mmkeras.preprocessing.text.trim_padding`)."""
+        return {
+            name: trim_padding(value) if isinstance(self.features.get(name), TextPreprocessor) else value
+            for name, value in inputs.items()
+        }
+
+    @property
+    def has_text(self):
+        """Whether any feature is text (token ids that `trim_padding` trims)."""
+        return any(isinstance(layer, TextPreprocessor) for layer in self.features.values())
 
     def augment(self, inputs, seed=None):
         """Applies the train-time image augmentation to a batch of model inputs.

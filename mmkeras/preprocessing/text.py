@@ -20,6 +20,24 @@ def space_unspaced_scripts(texts):
     return tf.strings.regex_replace(texts, UNSPACED_SCRIPT_CHARACTER, r" \1 ")
 
 
+def trim_padding(token_ids):
+    """A batch of right-padded token ids without the columns no text in it reaches.
+
+    The width kept is the longest text's, rounded up to a power of two (or to
+    the full width): an LSTM or attention layer then works on the words, not
+    on sixty positions of padding after a three-word name, and the few widths
+    there can be keep Keras from tracing its step for each. Masked encoders
+    give the same outputs for the trimmed batch.
+    """
+    width = token_ids.shape[1]
+    if width is None:
+        return token_ids
+    positions = tf.range(1, width + 1)
+    longest = tf.reduce_max(tf.where(token_ids != 0, positions, 0))
+    widths = tf.constant([2**power for power in range(width.bit_length()) if 2**power < width] + [width])
+    return token_ids[:, : tf.reduce_min(tf.boolean_mask(widths, widths >= longest))]
+
+
 @keras.saving.register_keras_serializable(package="mmkeras")
 class TextPreprocessor(PreprocessingLayer):
     """Turns raw strings into `sequence_length` token ids, 0 being padding.
