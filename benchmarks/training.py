@@ -197,7 +197,11 @@ def contenders(spec, text, epochs, file_spec=None):
     batches = list(cached)  # fills the cache; also the arrays PyTorch trains on
     keras_model = build_task(spec, preprocessor)
     keras_model.compile()
-    inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
+    inputs = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0] if k != text}
+    # Each batch's token ids end at its longest text: PyTorch gets them all padded to SEQUENCE.
+    inputs[text] = np.concatenate(
+        [np.pad(b[0][text], [(0, 0), (0, SEQUENCE - b[0][text].shape[1])]) for b in batches]
+    )
     labels = np.concatenate([b[1] for b in batches])
     reference = torch_model(preprocessor.features[text].vocabulary_size, len(preprocessor.target.labels))
     torch.set_num_threads(os.cpu_count())
