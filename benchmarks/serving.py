@@ -18,6 +18,12 @@ with dynamic batching (the defaults `mmkeras export` writes) and once with
 - `inprocess_{batched,unbatched}_rps`: 32 threads calling the same signature
   in this process, through the server's batcher or directly: what batching
   gains before HTTP and JSON take their share of the same cores.
+- `profile`: by batch size (1, 8, 32 rows), the ms of one call of
+  `serving_default` and of the `preprocessed` signature (the model alone,
+  on inputs the run's preprocessor made): their difference is decoding and
+  preprocessing. `per_row_ms_at_32` is what a row still costs when 32 share a
+  call, and `batched_ceiling_rps` the requests/s one batch thread could
+  answer at that cost with no HTTP at all.
 
     python benchmarks/serving.py --json results.json
 """
@@ -43,11 +49,13 @@ from mmkeras.data.splits import open_split
 from mmkeras.datasets import build_quickstart
 from mmkeras.export import export_run
 from mmkeras.export.server_config import BatchingParameters
+from mmkeras.run_folder import load_run
 from mmkeras.serving.limits import ServingLimits
 from mmkeras.serving.servable import Servable
 from mmkeras.training import train
 
 CLIENTS = (1, 8, 32)
+PROFILE_BATCHES = (1, 8, 32)
 
 
 def exported_model(folder):
@@ -58,7 +66,7 @@ def exported_model(folder):
     result = export_run(run, os.path.join(folder, "saved_models", "quickstart"))
     source = open_split(spec, "validation")
     rows = [{f.name: source.fetch(i, f) for f in spec.data.features} for i in range(len(source))]
-    return result.path, rows
+    return result.path, run, rows
 
 
 @contextlib.contextmanager
@@ -162,6 +170,40 @@ def inprocess_latencies(path, rows, count):
     return np.array(latencies[count // 10 :]) * 1000
 
 
+def median_ms(signature, inputs, repeats):
+    """The median ms of `signature(**inputs)`, after three warm-up calls."""
+    for _ in range(3):
+        signature(**inputs)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        signature(**inputs)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
+
+
+def per_row_profile(path, run_dir, rows, repeats):
+    """Per batch size: ms of one `serving_default` call, of the model alone
+    (`preprocessed`), and their difference, the decoding and preprocessing."""
+    exported = tf.saved_model.load(path)
+    serve, model_only = exported.signatures["serving_default"], exported.signatures["preprocessed"]
+    preprocessor = load_run(run_dir).task.preprocessor
+    profile = {}
+    for size in PROFILE_BATCHES:
+        batch = [rows[i % len(rows)] for i in range(size)]
+        raw = {name: tf.constant([row[name] for row in batch]) for name in batch[0]}
+        inputs = preprocessor(raw)
+        call_ms = median_ms(serve, raw, repeats)
+        model_ms = median_ms(model_only, inputs, repeats)
+        profile[size] = {"call_ms": call_ms, "model_ms": model_ms, "preprocess_ms": call_ms - model_ms}
+        print(
+            f"batch {size:>2}: call {call_ms:6.2f} ms ({call_ms / size:5.2f} per row), "
+            f"model {model_ms:6.2f}, preprocessing {call_ms - model_ms:6.2f}",
+            flush=True,
+        )
+    return profile
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,13 +215,18 @@ def main():
 
     with tempfile.TemporaryDirectory() as folder:
         print("training and exporting the quickstart model ...", flush=True)
-        path, rows = exported_model(folder)
+        path, run_dir, rows = exported_model(folder)
         base_dir = os.path.dirname(path)
         bodies = request_bodies(rows)
         inprocess = inprocess_latencies(path, rows, args.requests)
+        profile = per_row_profile(path, run_dir, rows, args.requests // 4)
+        largest = profile[PROFILE_BATCHES[-1]]
         results = {
             "inprocess_p50_ms": float(np.percentile(inprocess, 50)),
             "inprocess_p99_ms": float(np.percentile(inprocess, 99)),
+            "profile": profile,
+            "per_row_ms_at_32": largest["call_ms"] / PROFILE_BATCHES[-1],
+            "batched_ceiling_rps": 1000 * PROFILE_BATCHES[-1] / largest["call_ms"],
             "inprocess_batched_rps": inprocess_throughput(path, rows, True, args.seconds),
             "inprocess_unbatched_rps": inprocess_throughput(path, rows, False, args.seconds),
         }
@@ -201,7 +248,8 @@ def main():
         results["throughput_batched_rps"] / results["throughput_unbatched_rps"]
     )
     for name, value in results.items():
-        print(f"{name:>36}: {value:10.2f}")
+        if name != "profile":
+            print(f"{name:>36}: {value:10.2f}")
     write_json(args.json, results)
 
 
