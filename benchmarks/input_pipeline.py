@@ -11,7 +11,13 @@ first epoch beside them), against
   (b) the same with Pillow's `draft()` (decode-time downscaling), the best
       a careful PyTorch user does,
   (c) the decode-only ceiling: tf.data reading and decoding the same files
-      (at the same DCT scale) as fast as it can, nothing else.
+      (at the same DCT scale) as fast as it can, batched (iterating single
+      images in Python would cost it a third), nothing else.
+Where the uncached time goes, stage by stage in the same rounds: the
+ceiling's read + decode, + the image preprocessing layer
+(`stage_preprocess`: format and missing-file branches, float conversion),
+`make_dataset` without augmentation (`stage_pipeline`: shuffle, label,
+modality mask, batching), and `make_dataset` itself (`nocache`).
 Audio: the 3,000 spoken-digit WAVs to log-mel spectrograms, mmkeras against
 librosa in a DataLoader. Every contender runs in alternation, `--rounds`
 times, and the median is reported.
@@ -172,12 +178,15 @@ def torch_audio_loader(paths):
 # ---- TensorFlow contenders ----------------------------------------------------
 
 
-def decode_only(paths):
+def decode_only(paths, preprocess=False):
+    """Read and decode each file (with `preprocess`, through the whole image
+    preprocessing layer), batched."""
     decoder = ImagePreprocessor(size=(SIZE, SIZE))
+    decode = decoder if preprocess else decoder._decode_jpeg
     dataset = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: decoder._decode_jpeg(tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE
+        lambda path: decode(tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
 
 def audio_spec(folder, paths):
@@ -215,9 +224,14 @@ def main(argv=None):
     cached = mmkeras.Spec.from_dict({"data": {**data, "cache": "memory"}}, base_dir=work)
     cache_file = os.path.join(tempfile.mkdtemp(prefix="mmkeras-bench-cache-"), "images")
     file_cached = mmkeras.Spec.from_dict({"data": {**data, "cache": cache_file}}, base_dir=work)
+    plain = {**data["features"][0], "augment": None}
+    unaugmented = mmkeras.Spec.from_dict({"data": {**data, "features": [plain]}}, base_dir=work)
 
     def images_only(batch):
         return int(batch[0]["image"].shape[0]) if isinstance(batch, tuple) else int(batch.shape[0])
+
+    def images_in_batch(batch):
+        return int(batch.shape[0])
 
     def torch_count(batch):
         return int(batch[0].shape[0])
@@ -230,6 +244,12 @@ def main(argv=None):
         name: make_dataset(s, "train", training=True, preprocessor=preprocessor)
         for name, s in (("nocache", spec), ("cached", cached), ("file_cached", file_cached))
     }
+    stages = {
+        "stage_preprocess": decode_only(paths, preprocess=True),
+        "stage_pipeline": make_dataset(
+            unaugmented, "train", training=True, preprocessor=build_preprocessor(unaugmented, progress=False)
+        ),
+    }
     for name in ("cached", "file_cached"):
         time_epoch(pipelines[name], images_only)  # fills the cache of decoded tensors
     contenders = {
@@ -241,7 +261,9 @@ def main(argv=None):
         "mmkeras_file_cached": lambda: time_epoch(pipelines["file_cached"], images_only),
         "torch": lambda: time_epoch(plain_loader, torch_count),
         "torch_draft": lambda: time_epoch(draft_loader, torch_count),
-        "decode_only": lambda: time_epoch(decode_only(paths), lambda image: 1),
+        "decode_only": lambda: time_epoch(decode_only(paths), images_in_batch),
+        "stage_preprocess": lambda: time_epoch(stages["stage_preprocess"], images_in_batch),
+        "stage_pipeline": lambda: time_epoch(stages["stage_pipeline"], images_only),
     }
     image_rates = run_alternately(contenders, args.rounds)
 
@@ -282,6 +304,12 @@ def main(argv=None):
         "nocache_ratio": image_rates["mmkeras_nocache"] / image_rates["torch"],
         "nocache_ratio_best_peer": image_rates["mmkeras_nocache"] / image_rates["torch_draft"],
         "nocache_ceiling_fraction": image_rates["mmkeras_nocache"] / image_rates["decode_only"],
+        "stages_images_per_s": {
+            "decode": image_rates["decode_only"],
+            "preprocess": image_rates["stage_preprocess"],
+            "pipeline_without_augmentation": image_rates["stage_pipeline"],
+            "pipeline": image_rates["mmkeras_nocache"],
+        },
         "mmkeras_clips_per_s": audio_rates["mmkeras"],
         "librosa_clips_per_s": audio_rates["librosa"],
         "audio_ratio": audio_rates["mmkeras"] / audio_rates["librosa"],
@@ -296,6 +324,8 @@ def main(argv=None):
         ("PyTorch DataLoader, Pillow", "torch"),
         ("PyTorch DataLoader, Pillow draft()", "torch_draft"),
         ("tf.data decode only (ceiling)", "decode_only"),
+        ("stage: + image preprocessing layer", "stage_preprocess"),
+        ("stage: make_dataset without augmentation", "stage_pipeline"),
     ]
     for label, name in rows:
         print(f"{label:<48}{image_rates[name]:>10.0f}{image_rates[name] / image_rates['torch']:>9.2f}x")
