@@ -230,9 +230,6 @@ def main(argv=None):
     def images_only(batch):
         return int(batch[0]["image"].shape[0]) if isinstance(batch, tuple) else int(batch.shape[0])
 
-    def images_in_batch(batch):
-        return int(batch.shape[0])
-
     def torch_count(batch):
         return int(batch[0].shape[0])
 
@@ -261,8 +258,8 @@ def main(argv=None):
         "mmkeras_file_cached": lambda: time_epoch(pipelines["file_cached"], images_only),
         "torch": lambda: time_epoch(plain_loader, torch_count),
         "torch_draft": lambda: time_epoch(draft_loader, torch_count),
-        "decode_only": lambda: time_epoch(decode_only(paths), images_in_batch),
-        "stage_preprocess": lambda: time_epoch(stages["stage_preprocess"], images_in_batch),
+        "decode_only": lambda: time_epoch(decode_only(paths), images_only),
+        "stage_preprocess": lambda: time_epoch(stages["stage_preprocess"], images_only),
         "stage_pipeline": lambda: time_epoch(stages["stage_pipeline"], images_only),
     }
     image_rates = run_alternately(contenders, args.rounds)
